@@ -1,0 +1,42 @@
+"""Colours for labels and score heat, shared by the node, the command-line tools and the pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def label_palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct colours; index 0 (ignore / unknown) is black.
+
+    Golden-ratio hue steps keep neighbouring ids apart and give the same colour to the same id in
+    every image, cloud and marker.
+    """
+    n = max(int(n), 1)
+    hues = (np.arange(n) * 0.618033988749895) % 1.0
+    h6 = hues * 6.0
+    sector = np.floor(h6).astype(int) % 6
+    f = h6 - np.floor(h6)
+    v, s = 0.95, 0.75
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = np.stack(
+        [
+            np.choose(sector, [v, q, p, p, t, v]),
+            np.choose(sector, [t, v, v, q, p, p]),
+            np.choose(sector, [p, p, t, v, v, q]),
+        ],
+        axis=1,
+    )
+    colors = (table * 255).round().astype(np.uint8)
+    colors[0] = 0
+    return colors
+
+
+def heat_colors(scores: np.ndarray) -> np.ndarray:
+    """Scores → (N, 3) uint8 on a blue→red ramp after min-max normalisation (constant scores: blue)."""
+    s = np.asarray(scores, dtype=np.float64)
+    span = s.max() - s.min() if s.size else 0.0
+    u = (s - s.min()) / span if span > 0 else np.zeros_like(s)
+    r = np.clip(1.5 - np.abs(4 * u - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * u - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * u - 1), 0, 1)
+    return (np.stack([r, g, b], axis=-1) * 255).round().astype(np.uint8)

@@ -1,0 +1,178 @@
+"""Every node parameter in one table: name, default, description, range, and whether it is live.
+
+Declaration (with descriptors rviz/rqt show), validation at start-up and validation of live changes
+all read this table, so a parameter cannot be documented one way and checked another.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    live: bool = False  # may change while running
+
+
+SPECS: dict[str, Spec] = {
+    # model
+    "model": Spec("c-radio_v3-b", "RADIO backbone: c-radio_v3-b|l|h (torch.hub), hf:nvidia/C-RADIOv3-B, "
+                  "local:<dir or checkpoint>, or random-tiny (random weights, NOT semantic: tests only)"),
+    "lang_model": Spec("siglip2", "language adaptor", choices=("siglip2", "clip")),
+    "text_model_path": Spec("", "local directory of the text tower/tokenizer for offline robots ('' = download)"),
+    "device": Spec("auto", "torch device: auto (cuda if available), cuda, cuda:N or cpu"),
+    "dtype": Spec("auto", "autocast dtype: auto (bfloat16 on cuda, float32 on cpu)",
+                  choices=("auto", "float32", "float16", "bfloat16")),
+    "crop": Spec(336, "sliding-window crop size in pixels (multiple of 16)", 64, 2048),
+    "stride": Spec(224, "sliding-window stride in pixels (multiple of 16)", 16, 2048),
+    "scra_scaling": Spec(10.0, "SCRA temperature (paper: 10)", 0.1, 1000.0),
+    "scga_scaling": Spec(10.0, "SCGA temperature (paper: 10)", 0.1, 1000.0),
+    "sam_refine": Spec(False, "RADIO-SAM mask refinement (RADSeg+, probabilities mode only)"),
+    "sam_checkpoint": Spec("", "local SAM ViT-H checkpoint for refinement"),
+    # semantics
+    "mode": Spec("features", "what the map stores: features (open vocabulary) or probabilities (classes)",
+                 choices=("features", "probabilities")),
+    "classes": Spec(["floor", "wall", "chair", "table", "person"],
+                    "class names for segmentation images and probabilities mode", live=True),
+    "prediction_threshold": Spec(0.0, "pixels whose best probability is below this get label 0 (ignore)",
+                                 0.0, 1.0, live=True),
+    "prompt_denoising": Spec(0.5, "RADSeg prompt denoising threshold", 0.0, 1.0, live=True),
+    # map
+    "voxel_size": Spec(0.05, "voxel edge length in metres", 0.005, 1.0),
+    "storage_dtype": Spec("float16", "dtype of stored voxel features", choices=("float16", "float32")),
+    "max_voxels": Spec(0, "memory bound on voxels (0 = unbounded); least-hit voxels are evicted", 0, 100_000_000),
+    "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
+    "min_depth": Spec(0.1, "depth below this (metres) is ignored", 0.0, 100.0, live=True),
+    "max_depth": Spec(5.0, "depth beyond this (metres) is ignored", 0.0, 1000.0, live=True),
+    "depth_scale": Spec(0.001, "metres per unit of 16UC1 depth", 1e-6, 1.0),
+    "point_stride": Spec(1, "integrate every n-th depth pixel in each direction", 1, 64, live=True),
+    # input
+    "pose_source": Spec("pose", "camera pose input: pose (PoseStamped), odometry (Odometry) or tf",
+                        choices=("pose", "odometry", "tf")),
+    "pose_is_optical": Spec(True, "pose is of the optical frame (REP-103 z forward); false: body frame "
+                            "(x forward) and the fixed optical rotation is applied"),
+    "camera_frame": Spec("", "optical frame for tf lookups ('' = the image header's frame_id)"),
+    "map_frame": Spec("map", "fixed frame of the map and all published clouds"),
+    "sync_slop": Spec(0.05, "approximate-time sync tolerance in seconds", 0.0, 10.0),
+    "sync_queue_size": Spec(10, "messages kept per input while matching", 1, 1000),
+    "frame_skip": Spec(0, "process one synchronised frame out of frame_skip + 1", 0, 1000, live=True),
+    # output
+    "publish_segmentation": Spec(True, "publish ~/segmentation and ~/labels", live=True),
+    "cloud_publish_rate": Spec(1.0, "Hz of ~/semantic_cloud (0 = off)", 0.0, 100.0, live=True),
+    "default_top_k": Spec(5, "matches per query when the request says 0", 1, 10_000, live=True),
+    "max_queries": Spec(64, "largest list of texts one query may carry", 1, 10_000, live=True),
+    "max_query_chars": Spec(1000, "longest text accepted in a query", 1, 100_000, live=True),
+    "query_threshold": Spec(0.5, "relative score above which voxels join a query's candidates", 0.0, 1.0,
+                            live=True),
+    # persistence and diagnostics
+    "map_directory": Spec(os.path.join("~", ".ros", "radseg_maps"),
+                          "save_map / load_map paths are confined to this directory"),
+    "autosave_period": Spec(0.0, "seconds between automatic saves to autosave.rsmap (0 = off)", 0.0, 86400.0),
+    "save_on_shutdown": Spec(True, "save the map to shutdown.rsmap when the node stops"),
+    "diagnostics_period": Spec(1.0, "seconds between /diagnostics messages (0 = off)", 0.0, 3600.0),
+}
+
+
+@dataclass
+class NodeParams:
+    """Typed snapshot of the parameters; field names equal parameter names."""
+
+    model: str
+    lang_model: str
+    text_model_path: str
+    device: str
+    dtype: str
+    crop: int
+    stride: int
+    scra_scaling: float
+    scga_scaling: float
+    sam_refine: bool
+    sam_checkpoint: str
+    mode: str
+    classes: list[str]
+    prediction_threshold: float
+    prompt_denoising: float
+    voxel_size: float
+    storage_dtype: str
+    max_voxels: int
+    max_hits: float
+    min_depth: float
+    max_depth: float
+    depth_scale: float
+    point_stride: int
+    pose_source: str
+    pose_is_optical: bool
+    camera_frame: str
+    map_frame: str
+    sync_slop: float
+    sync_queue_size: int
+    frame_skip: int
+    publish_segmentation: bool
+    cloud_publish_rate: float
+    default_top_k: int
+    max_queries: int
+    max_query_chars: int
+    query_threshold: float
+    map_directory: str
+    autosave_period: float
+    save_on_shutdown: bool
+    diagnostics_period: float
+
+
+def descriptor(name: str, spec: Spec) -> ParameterDescriptor:
+    extra = f" [one of: {', '.join(spec.choices)}]" if spec.choices else ""
+    live = "" if spec.live else " (read at start-up)"
+    d = ParameterDescriptor(name=name, description=spec.description + extra + live, read_only=False)
+    if spec.low is not None and spec.high is not None:
+        if isinstance(spec.default, bool):
+            pass
+        elif isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high, step=0.0)]
+    return d
+
+
+def validate(name: str, value: Any, current: NodeParams | None = None) -> str | None:
+    """Return the reason ``value`` is not acceptable for ``name``, or None.
+
+    ``current`` is given for live changes: only parameters marked live may change while running.
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time)
+    if current is not None and not spec.live and getattr(current, name) != value:
+        return f"'{name}' is read at start-up; restart the node to change it"
+    if spec.choices and value not in spec.choices:
+        return f"'{name}' must be one of {', '.join(spec.choices)}, got '{value}'"
+    if spec.low is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if not spec.low <= value <= spec.high:
+            return f"'{name}' must lie in [{spec.low}, {spec.high}], got {value}"
+    if name in ("crop", "stride") and value % 16:
+        return f"'{name}' must be a multiple of 16 (RADIO patch size), got {value}"
+    if name == "classes":
+        if not value or any(not str(c).strip() for c in value):
+            return "'classes' must be a non-empty list of non-empty names"
+        if len(set(value)) != len(value):
+            return "'classes' contains duplicates"
+    return None
+
+
+def check_consistency(p: NodeParams) -> str | None:
+    """Relations between parameters that single-value checks cannot see."""
+    if p.min_depth >= p.max_depth:
+        return f"min_depth ({p.min_depth}) must be below max_depth ({p.max_depth})"
+    if p.stride > p.crop:
+        return f"stride ({p.stride}) must not exceed crop ({p.crop}): windows would leave gaps"
+    if p.sam_refine and p.mode != "probabilities":
+        return "sam_refine refines class masks and needs mode:=probabilities"
+    return None

@@ -1,0 +1,22 @@
+"""pip install -e .  →  radseg_core (the ROS-free library) and the command-line tools.
+
+The ROS package (node, services) is built by colcon from package.xml / CMakeLists.txt instead;
+this file is not used by colcon.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="radseg-core",
+    version="0.1.0",
+    description="RADSeg open-vocabulary segmentation and hit-weighted semantic voxel maps, without ROS",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["radseg_core", "radseg_core.*"]),
+    install_requires=["numpy>=1.24", "torch>=2.1", "pyyaml>=6", "tqdm>=4.60"],
+    extras_require={
+        "models": ["timm>=1.0.31", "transformers>=4.50", "open_clip_torch>=2.24"],
+        "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
+    },
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,20 @@
+"""Shared test set-up: ROS 2 isolation (domain, logs, transport) and the torchvision workaround."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from radseg_core.compat import patch_torchvision
+
+patch_torchvision()
+
+# Each pytest run gets its own DDS domain and log folder, so parallel runs and other ROS processes on
+# the machine do not see each other, and nothing is written to ~/.ros.
+_ROS_TMP = tempfile.mkdtemp(prefix="radseg-test-ros-")
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ["ROS_HOME"] = _ROS_TMP
+os.environ["ROS_LOG_DIR"] = os.path.join(_ROS_TMP, "log")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# Fast DDS' default transports drop or delay large messages (images, clouds) between processes.
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")

@@ -1,0 +1,35 @@
+"""Fixtures for tests that run the real node in another process."""
+
+from __future__ import annotations
+
+import pytest
+import rclpy
+from harness import Client, NodeProcess
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = Client()
+    yield c
+    c.close()
+    if rclpy.ok():
+        rclpy.shutdown()
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """Start the node with given parameters; stops it (and shows its log on failure) afterwards."""
+    started: list[NodeProcess] = []
+
+    def _start(**params) -> NodeProcess:
+        params.setdefault("model", "random-tiny")
+        params.setdefault("device", "cpu")
+        params.setdefault("map_directory", str(tmp_path / "maps"))
+        proc = NodeProcess(params, tmp_path)
+        started.append(proc)
+        return proc
+
+    yield _start
+    for proc in started:
+        code = proc.stop()
+        print(f"--- node log (exit {code}) ---\n{proc.log()}")
