@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 from radseg_core.compat import patch_torchvision
 
 patch_torchvision()
+
+# As in an activated environment: installed executables (the node's `#!/usr/bin/env python3`) resolve
+# to this interpreter, and the ament index finds the package built into it.
+os.environ["PATH"] = os.path.join(sys.prefix, "bin") + os.pathsep + os.environ.get("PATH", "")
+os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 # Each pytest run gets its own DDS domain and log folder, so parallel runs and other ROS processes on
 # the machine do not see each other, and nothing is written to ~/.ros.

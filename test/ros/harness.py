@@ -41,7 +41,8 @@ class NodeProcess:
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
@@ -72,11 +73,18 @@ class Client:
         while time.monotonic() < end:
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
-    def call(self, srv_type: type, name: str, request: Any, timeout: float = 60.0) -> Any:
+    def call(
+        self, srv_type: type, name: str, request: Any, timeout: float = 60.0, proc: NodeProcess | None = None
+    ) -> Any:
+        """Call a service; with ``proc``, fail at once (with its log) if that process has died."""
         cli = self.node.create_client(srv_type, name)
         try:
-            if not cli.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} did not appear within {timeout} s")
+            end = time.monotonic() + timeout
+            while not cli.wait_for_service(timeout_sec=0.5):
+                if proc is not None and not proc.alive():
+                    raise RuntimeError(f"node exited with {proc.proc.returncode}:\n{proc.log()}")
+                if time.monotonic() > end:
+                    raise TimeoutError(f"service {name} did not appear within {timeout} s")
             future = cli.call_async(request)
             rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
             if not future.done():

@@ -10,7 +10,7 @@ from radseg_ros.srv import MapFile, TextQuery
 def test_node_answers_services_across_processes(start_node, client, tmp_path):
     node = start_node()
     # save on an empty map: a real file is written in the map directory and the answer says so
-    res = client.call(MapFile, "/radseg/save_map", MapFile.Request(path="empty.rsmap"))
+    res = client.call(MapFile, "/radseg/save_map", MapFile.Request(path="empty.rsmap"), proc=node)
     assert node.alive(), node.log()
     assert res.success, res.message
     assert res.voxels == 0

@@ -1,0 +1,315 @@
+"""SemanticMapper: one frame in → segmentation out, map updated; text in → scored voxels out.
+
+The single place where encoder, geometry and voxel map meet, so the ROS node, the command-line tools
+and the tests run the same code. Not thread-safe on its own: the node serialises calls with a lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radseg_core.geometry import (
+    depth_to_metres,
+    optical_from_body_pose,
+    pose_to_matrix,
+    scale_intrinsics,
+    validate_rigid_transform,
+)
+from radseg_core.map_io import load_map, save_map
+from radseg_core.query import AlignedFeatures, query_map
+from radseg_core.types import Candidate, Frame, QueryResult
+from radseg_core.voxel_map import VoxelMap
+
+# Competing labels for a query when the configured classes offer none (RayFronts-style relative score).
+GENERIC_NEGATIVES = ("object", "things", "stuff", "texture")
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class MapperConfig:
+    """Everything a SemanticMapper needs; the node's parameters map onto it one to one."""
+
+    model: str = "c-radio_v3-b"
+    lang_model: str = "siglip2"
+    text_model_path: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    crop: int = 336
+    stride: int = 224
+    scra_scaling: float = 10.0
+    scga_scaling: float = 10.0
+    sam_refine: bool = False
+    sam_checkpoint: str | None = None
+    mode: str = "features"
+    classes: list[str] = field(default_factory=lambda: ["floor", "wall", "chair", "table", "person"])
+    prediction_threshold: float = 0.0
+    prompt_denoising: float = 0.5
+    voxel_size: float = 0.05
+    storage_dtype: str = "float16"
+    max_voxels: int | None = None
+    max_hits: float | None = None
+    min_depth: float = 0.1
+    max_depth: float = 5.0
+    depth_scale: float = 0.001
+    point_stride: int = 1
+    pose_is_optical: bool = True
+    query_threshold: float = 0.5
+    frame_id: str = "map"
+
+
+@dataclass
+class FrameOutput:
+    """What one processed frame gives back to the caller."""
+
+    labels: np.ndarray | None  # (H, W) uint16, 0 = ignore, i = classes[i - 1]
+    points: int  # points integrated into the map
+    timings: dict[str, float]  # seconds per stage
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available; use device:=cpu or auto")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype; None means plain float32 (CPU autocast rarely helps and changes numerics)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, got '{dtype}'")
+    return None if dtype == "float32" else _DTYPES[dtype]
+
+
+class SemanticMapper:
+    """RADSeg encoder + hit-weighted voxel map behind a frame-in / query-in interface."""
+
+    def __init__(self, config: MapperConfig, encoder=None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        if encoder is None:
+            from radseg_core.encoder import build_encoder
+
+            encoder = build_encoder(
+                config.model, lang=config.lang_model, device=str(self.device),
+                dtype=resolve_dtype(config.dtype, self.device), text_model_dir=config.text_model_path,
+                crop=config.crop, stride=config.stride, scra_scaling=config.scra_scaling,
+                scga_scaling=config.scga_scaling, sam_refine=config.sam_refine,
+                sam_checkpoint=config.sam_checkpoint, prompt_denoising=config.prompt_denoising,
+                prediction_thresh=config.prediction_threshold,
+            )
+        self.encoder = encoder
+        self.map = self._new_map()
+        self._aligned = AlignedFeatures(encoder.align)
+
+    # ----------------------------------------------------------------- configuration
+    def _new_map(self) -> VoxelMap:
+        c = self.config
+        dim = self.encoder.feature_dim if c.mode == "features" else len(c.classes)
+        vmap = VoxelMap(
+            voxel_size=c.voxel_size, mode=c.mode, dim=dim, dtype=_DTYPES[c.storage_dtype],
+            device=self.device, max_voxels=c.max_voxels, max_hits=c.max_hits,
+        )
+        vmap.metadata.update(model=self.encoder.model_name, classes=list(c.classes), frame_id=c.frame_id)
+        return vmap
+
+    def update_config(self, config: MapperConfig) -> None:
+        """Apply live-changeable settings (classes, thresholds, depth limits, hit cap)."""
+        if config.mode == "probabilities" and config.classes != self.config.classes and len(self.map):
+            raise ValueError("classes cannot change in probabilities mode once the map has voxels; reset first")
+        self.config = config
+        self.encoder.prompt_denoising = config.prompt_denoising
+        self.encoder.prediction_thresh = config.prediction_threshold
+        self.map.max_hits = config.max_hits
+        if config.mode == "probabilities" and self.map.dim != len(config.classes):
+            self.map = self._new_map()
+        self.map.metadata["classes"] = list(config.classes)
+
+    # ----------------------------------------------------------------- frames
+    def make_frame(
+        self,
+        rgb: np.ndarray,
+        depth_raw: np.ndarray,
+        depth_encoding: str,
+        K: np.ndarray,
+        camera_size: tuple[int, int],
+        translation: np.ndarray,
+        quaternion_xyzw: np.ndarray,
+        *,
+        stamp: float = 0.0,
+        frame_id: str = "",
+    ) -> Frame:
+        """Validate and assemble a Frame from decoded sensor data; ValueError says what is wrong.
+
+        ``K`` belongs to an image of ``camera_size`` (width, height), e.g. CameraInfo's; it is rescaled
+        when the rgb image has another size.
+        """
+        depth = depth_to_metres(depth_raw, depth_encoding, self.config.depth_scale)
+        w, h = camera_size
+        if (rgb.shape[1], rgb.shape[0]) != (w, h):
+            if abs(rgb.shape[1] / w - rgb.shape[0] / h) > 0.02:
+                raise ValueError(
+                    f"rgb {rgb.shape[1]}x{rgb.shape[0]} and camera_info {w}x{h} differ in aspect ratio"
+                )
+            K = scale_intrinsics(K, (h, w), rgb.shape[:2])
+        if abs(depth.shape[1] / rgb.shape[1] - depth.shape[0] / rgb.shape[0]) > 0.02:
+            raise ValueError(
+                f"depth {depth.shape[1]}x{depth.shape[0]} is not a rescaled rgb {rgb.shape[1]}x{rgb.shape[0]}: "
+                "depth must be registered to the colour camera"
+            )
+        T = pose_to_matrix(translation, quaternion_xyzw)
+        if not self.config.pose_is_optical:
+            T = optical_from_body_pose(T)
+        return Frame(rgb=rgb, depth=depth, K=np.asarray(K, dtype=np.float64), T_world_cam=T,
+                     stamp=stamp, frame_id=frame_id or "camera_optical_frame")
+
+    @torch.no_grad()
+    def process(self, frame: Frame) -> FrameOutput:
+        """Segment one frame and integrate it into the map."""
+        validate_rigid_transform(frame.T_world_cam)
+        c = self.config
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        h, w = frame.rgb.shape[:2]
+        if c.mode == "features":
+            feats = self.encoder.encode_features(frame.rgb)  # (C, h/16, w/16) raw RADIO
+            timings["encoder"] = time.perf_counter() - t0
+            labels = self._labels_from_features(feats, (h, w))
+            timings["segmentation"] = time.perf_counter() - t0 - timings["encoder"]
+            values = feats
+        else:
+            seg = self.encoder.predict(frame.rgb, c.classes)
+            timings["encoder"] = time.perf_counter() - t0
+            labels, values = seg.labels, seg.probs
+        t1 = time.perf_counter()
+        n = self.map.integrate_frame(
+            frame, values, min_depth=c.min_depth, max_depth=c.max_depth, subsample=c.point_stride
+        )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings["integration"] = time.perf_counter() - t1
+        label_img = None if labels is None else labels.to("cpu", torch.int32).numpy().astype(np.uint16)
+        return FrameOutput(labels=label_img, points=n, timings=timings)
+
+    def _labels_from_features(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+        if not self.config.classes:
+            return None
+        text = self.encoder.encode_text(list(self.config.classes))
+        probs = self.encoder.class_probs(self.encoder.align_map(feats[None]), text)
+        _, labels, _ = self.encoder.postprocess(probs, size)
+        return labels[0]
+
+    # ----------------------------------------------------------------- queries
+    def query(self, texts: list[str], top_k: int = 5) -> QueryResult:
+        """Score every voxel for each text; candidates are groups above ``query_threshold``.
+
+        Features mode scores are softmax(100·cos) of the text against the configured classes (minus the
+        text itself) — RayFronts' relative score; a text with no competitor falls back to generic
+        negatives. When no group passes the threshold, the best voxels are returned as one-voxel
+        candidates so the caller still gets the best guesses with their (low) scores.
+        """
+        if len(self.map) == 0:
+            raise ValueError("the map is empty: no frames integrated yet")
+        c = self.config
+        if c.mode == "features":
+            result = self._query_features(texts, top_k)
+        else:
+            result = query_map(self.map, texts, k=top_k, threshold=c.query_threshold, max_candidates=None)
+        self._fill_candidates(result, top_k)
+        return result
+
+    def _query_features(self, texts: list[str], top_k: int) -> QueryResult:
+        c = self.config
+        text = self.encoder.encode_text(texts)
+        lowered = {t.strip().lower() for t in texts}
+        negatives = [n for n in c.classes if n.strip().lower() not in lowered] or list(GENERIC_NEGATIVES)
+        neg = self.encoder.encode_text(negatives)
+        return query_map(
+            self.map, texts, text, negatives=neg, k=top_k, threshold=c.query_threshold,
+            max_candidates=None, cache=self._aligned,
+        )
+
+    def _fill_candidates(self, result: QueryResult, top_k: int) -> None:
+        """Keep the best ``top_k`` candidates per query, falling back to single best voxels."""
+        centres = result.positions
+        kept: list[Candidate] = []
+        for q in range(len(result.queries)):
+            mine = [cand for cand in result.candidates if cand.query_index == q][:top_k]
+            if not mine:
+                mine = [
+                    Candidate(query_index=q, centroid=centres[i].copy(),
+                              extent=np.full(3, self.map.voxel_size), score=float(result.scores[q, i]), voxels=1)
+                    for i in result.top_indices[q][:top_k]
+                ]
+            kept += mine
+        result.candidates = kept
+
+    # ----------------------------------------------------------------- map management
+    def __len__(self) -> int:
+        return len(self.map)
+
+    def nbytes(self) -> int:
+        return self.map.nbytes()
+
+    def reset(self) -> None:
+        self.map.reset()
+
+    def save(self, path: str | Path) -> int:
+        save_map(self.map, path)
+        return len(self.map)
+
+    def load(self, path: str | Path) -> int:
+        """Replace the map with the file's; on any error the current map stays untouched."""
+        loaded = load_map(path, device=self.device)
+        expected_dim = self.encoder.feature_dim if loaded.mode == "features" else loaded.dim
+        if loaded.mode != self.config.mode:
+            raise ValueError(f"map mode '{loaded.mode}' differs from the node's mode '{self.config.mode}'")
+        if loaded.dim != expected_dim:
+            raise ValueError(f"map features have {loaded.dim} dims, this model gives {expected_dim}")
+        if loaded.metadata.get("model") not in (None, self.encoder.model_name):
+            raise ValueError(
+                f"map was built with model '{loaded.metadata.get('model')}', this node runs "
+                f"'{self.encoder.model_name}': features are not comparable"
+            )
+        if loaded.mode == "probabilities":
+            self.config.classes = list(loaded.metadata.get("classes") or self.config.classes)
+        self.map = loaded
+        return len(loaded)
+
+    def cloud(self) -> dict[str, np.ndarray]:
+        """Voxel centres with rgb, label, score and hits for a semantic point cloud."""
+        m = self.map
+        out = {
+            "xyz": m.centers().cpu().numpy().astype(np.float32),
+            "rgb": m.colors().cpu().numpy(),
+        }
+        if len(m) == 0:
+            out.update(label=np.zeros(0, np.uint32), score=np.zeros(0, np.float32), hits=np.zeros(0, np.float32))
+            return out
+        if m.mode == "probabilities":
+            probs = m.values().float()
+            score, best = probs.max(dim=1)
+            label = torch.where(score > 0, best + 1, torch.zeros_like(best))
+        else:
+            label, score = self._feature_labels()
+        out["label"] = label.cpu().numpy().astype(np.uint32)
+        out["score"] = score.cpu().numpy().astype(np.float32)
+        out["hits"] = m.hits().cpu().numpy().astype(np.float32)
+        return out
+
+    def _feature_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class of each voxel among the configured classes (softmax(100·cos), as in 2D)."""
+        feats = self._aligned.update(self.map).float()
+        text = self.encoder.encode_text(list(self.config.classes)).float().to(feats.device)
+        probs = torch.softmax(100.0 * feats @ torch.nn.functional.normalize(text, dim=1).T, dim=1)
+        score, best = probs.max(dim=1)
+        return best + 1, score
