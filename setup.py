@@ -17,6 +17,7 @@ setup(
     extras_require={
         "models": ["timm>=1.0.31", "transformers>=4.50", "open_clip_torch>=2.24"],
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
+        "sample": ["scikit-image>=0.22"],  # the Middlebury frame behind the sample sequence
     },
     entry_points={"console_scripts": []},
 )

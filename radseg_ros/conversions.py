@@ -36,7 +36,8 @@ def _image_array(msg: Image, dtype: type, channels: int) -> np.ndarray:
     raw = np.frombuffer(bytes(msg.data), dtype=np.uint8, count=msg.step * msg.height)
     rows = raw.reshape(msg.height, msg.step)[:, :row_bytes]
     dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    arr = np.ascontiguousarray(rows).view(dt).astype(np.dtype(dtype).newbyteorder("="), copy=False)
+    # a writable copy in native byte order: the message buffer must not be aliased by later stages
+    arr = np.ascontiguousarray(rows).view(dt).astype(np.dtype(dtype).newbyteorder("="), copy=True)
     return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
 
 
@@ -50,7 +51,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         return np.repeat(arr[:, :, None], 3, axis=2)
     if enc.startswith("bgr"):
         arr = arr[:, :, 2::-1]
-    return np.ascontiguousarray(arr[:, :, :3])
+    return np.ascontiguousarray(arr[:, :, :3]) if enc != "rgb8" else arr
 
 
 def image_to_depth(msg: Image) -> np.ndarray:

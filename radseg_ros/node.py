@@ -28,7 +28,6 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from radseg_core.pipeline import MapperConfig, SemanticMapper
-from radseg_core.types import Frame
 from radseg_ros import conversions as conv
 from radseg_ros.map_paths import MapPathError, resolve_map_path
 from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, validate
@@ -196,6 +195,8 @@ class RadsegNode(Node):
         with self.map_lock:
             result = self.mapper.process(frame)
         t2 = time.perf_counter()
+        if not self.context.ok():  # shutting down: the map is updated, publishing is no longer possible
+            return
         if self.p.publish_segmentation and result.labels is not None:
             header = Header(stamp=rgb_msg.header.stamp, frame_id=rgb_msg.header.frame_id)
             self.pub_labels.publish(conv.labels_to_image(result.labels, header))
@@ -210,6 +211,8 @@ class RadsegNode(Node):
         self.get_logger().warning(f"input rejected: {reason}", throttle_duration_sec=2.0)
 
     def _on_worker_error(self, exc: BaseException) -> None:
+        if not self.context.ok():
+            return  # a publish raced with shutdown; nothing to report
         self._stats["rejected"] += 1
         self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
         self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
@@ -266,7 +269,9 @@ class RadsegNode(Node):
         fields = {f"score_{i}": result.scores[i].astype(np.float32) for i in range(len(queries))}
         res.cloud = conv.make_cloud(header, result.positions.astype(np.float32), fields)
         res.success = True
-        res.message = f"{len(result.candidates)} candidates for {len(queries)} queries over {len(result.positions)} voxels"
+        res.message = (
+            f"{len(result.candidates)} candidates for {len(queries)} queries over {len(result.positions)} voxels"
+        )
         self.pub_query_cloud.publish(res.cloud)
         self.pub_markers.publish(candidate_markers(result, header))
         return res

@@ -154,9 +154,9 @@ def validate(name: str, value: Any, current: NodeParams | None = None) -> str | 
         return f"'{name}' is read at start-up; restart the node to change it"
     if spec.choices and value not in spec.choices:
         return f"'{name}' must be one of {', '.join(spec.choices)}, got '{value}'"
-    if spec.low is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
-        if not spec.low <= value <= spec.high:
-            return f"'{name}' must lie in [{spec.low}, {spec.high}], got {value}"
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec.low is not None and numeric and not spec.low <= value <= spec.high:
+        return f"'{name}' must lie in [{spec.low}, {spec.high}], got {value}"
     if name in ("crop", "stride") and value % 16:
         return f"'{name}' must be a multiple of 16 (RADIO patch size), got {value}"
     if name == "classes":

@@ -33,3 +33,27 @@ def start_node(tmp_path):
     for proc in started:
         code = proc.stop()
         print(f"--- node log (exit {code}) ---\n{proc.log()}")
+
+
+@pytest.fixture(scope="module")
+def mapping_node(tmp_path_factory, client):
+    """One node shared by a module's tests (start-up costs seconds); small windows for speed."""
+    workdir = tmp_path_factory.mktemp("node")
+    proc = NodeProcess(
+        {"model": "random-tiny", "device": "cpu", "map_directory": str(workdir / "maps"),
+         "cloud_publish_rate": 5.0, "diagnostics_period": 0.5, "classes": ["wall", "red patch", "blue patch"],
+         "crop": 112, "stride": 96, "max_depth": 10.0},
+        workdir,
+    )
+    yield proc
+    code = proc.stop()
+    print(f"--- node log (exit {code}) ---\n{proc.log()}")
+
+
+@pytest.fixture(scope="module")
+def frames(client, mapping_node):
+    from harness import FramePublisher
+
+    pub = FramePublisher(client)
+    pub.wait_for_node()
+    return pub

@@ -1,0 +1,79 @@
+"""ScanNet frames exported by the official ``SensReader``: ``color/ depth/ pose/ intrinsic/``.
+
+Depth (640x480, millimetres) is registered to colour but has its own intrinsics
+(``intrinsic_depth.txt``), and colour (1296x968) is not exactly the same field of view scaled. Like
+NICE-SLAM and RayFronts we therefore resize colour to the depth size and use the depth intrinsics: rgb
+and depth then share pixels and ``K`` exactly. Poses (``pose/<i>.txt``, 4x4 camera-to-world, optical
+convention) are ``-inf`` where tracking failed; those frames are skipped, not given a made-up pose.
+Optional ``label-filt/<i>.png`` (raw ScanNet label ids, 0 = unannotated) are returned by ``labels``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from radseg_core.datasets._base import FrameDataset, read_depth_png, read_rgb
+from radseg_core.types import Frame
+
+SCANNET_DEPTH_SCALE = 0.001  # metres per unit
+SCANNET_FPS = 30.0
+
+
+def is_scannet(path: Path) -> bool:
+    return all((path / d).is_dir() for d in ("color", "depth", "pose", "intrinsic"))
+
+
+def _stem_map(folder: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
+    out = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.suffix in suffixes and p.stem.isdigit():
+                out[int(p.stem)] = p
+    return out
+
+
+class ScanNetDataset(FrameDataset):
+    """Reader for one exported ScanNet scene folder (e.g. ``scans/scene0000_00/exported``)."""
+
+    def __init__(self, path: str | Path, *, depth_scale: float = SCANNET_DEPTH_SCALE, **kw):
+        super().__init__(**kw)
+        self.root = Path(path)
+        if not is_scannet(self.root):
+            raise FileNotFoundError(f"{self.root} is not a ScanNet export (color/ depth/ pose/ intrinsic/)")
+        self.name = f"scannet/{self.root.name}"
+        self.depth_scale = float(depth_scale)
+        self.K = np.loadtxt(self.root / "intrinsic" / "intrinsic_depth.txt")[:3, :3].astype(np.float64)
+        self.K_color = np.loadtxt(self.root / "intrinsic" / "intrinsic_color.txt")[:3, :3].astype(np.float64)
+        self._rgb = _stem_map(self.root / "color", (".jpg", ".png"))
+        self._depth = _stem_map(self.root / "depth", (".png",))
+        self._pose = _stem_map(self.root / "pose", (".txt",))
+        self._label = _stem_map(self.root / "label-filt", (".png",))
+        self._ids, self._poses = [], {}
+        for fid in sorted(set(self._rgb) & set(self._depth) & set(self._pose)):
+            T = np.loadtxt(self._pose[fid]).reshape(4, 4)
+            if np.all(np.isfinite(T)):
+                self._ids.append(fid)
+                self._poses[fid] = T
+        if not self._ids:
+            raise FileNotFoundError(f"{self.root}: no frames with colour, depth and a valid pose")
+        self._n_raw = len(self._ids)
+
+    def _load(self, raw_index: int) -> Frame:
+        fid = self._ids[raw_index]
+        depth = read_depth_png(self._depth[fid], self.depth_scale)
+        rgb = read_rgb(self._rgb[fid])
+        if rgb.shape[:2] != depth.shape:
+            rgb = cv2.resize(rgb, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
+        return Frame(rgb=rgb, depth=depth, K=self.K.copy(), T_world_cam=self._poses[fid].copy(),
+                     stamp=fid / SCANNET_FPS, frame_id="camera_optical_frame")
+
+    def _load_labels(self, raw_index: int) -> np.ndarray:
+        fid = self._ids[raw_index]
+        if fid not in self._label:
+            raise FileNotFoundError(f"{self.root}: no label-filt/{fid}.png")
+        lab = cv2.imread(str(self._label[fid]), cv2.IMREAD_UNCHANGED).astype(np.int32)
+        H, W = cv2.imread(str(self._depth[fid]), cv2.IMREAD_UNCHANGED).shape
+        return cv2.resize(lab, (W, H), interpolation=cv2.INTER_NEAREST) if lab.shape != (H, W) else lab

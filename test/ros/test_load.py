@@ -1,0 +1,51 @@
+"""30 Hz camera input into a node whose inference takes ~1 s: latency stays one frame, memory stays flat.
+
+random-base (ViT-B, random weights) takes about a second per 320x240 frame on a 2-core CPU: a real and
+deliberately slow configuration. The "latest frame wins" hand-off must drop the backlog instead of queueing it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from harness import FramePublisher, TopicCapture, synthetic_frame
+
+
+def diagnostics(capture: TopicCapture) -> dict[str, str]:
+    return {kv.key: kv.value for kv in capture.messages[-1].status[0].values}
+
+
+@pytest.mark.slow
+def test_slow_inference_at_30hz_keeps_latency_and_memory_bounded(client, start_node):
+    node = start_node(model="random-base", crop=336, stride=224, diagnostics_period=0.5, cloud_publish_rate=0.0)
+    frames = FramePublisher(client)
+    frames.wait_for_node(timeout=120.0)
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    proc = psutil.Process(node.proc.pid)
+    f = synthetic_frame(0, width=320, height=240)
+    duration, period = 15.0, 1.0 / 30.0
+    start = time.monotonic()
+    rss_early = None
+    i = 0
+    while (now := time.monotonic()) - start < duration:
+        frames.publish(500.0 + i * period, f["rgb"], f["depth_mm"], f["K"], f["position"], f["quaternion"])
+        i += 1
+        if rss_early is None and now - start > 5.0:
+            rss_early = proc.memory_info().rss
+        client.spin_for(max(0.0, start + i * period - time.monotonic()))
+    rss_late = proc.memory_info().rss
+    client.spin_for(1.0)
+    d = diagnostics(diag)
+    processed, dropped, frames_in = int(d["processed"]), int(d["dropped_latest_wins"]), int(d["frames_in"])
+    print(f"published {i}, synchronised {frames_in}, processed {processed}, dropped {dropped}, "
+          f"latency {d['latency_s']} s, encoder {d['time_encoder_s']} s, rss {rss_early} -> {rss_late}")
+    assert node.alive(), node.log()
+    assert frames_in >= 0.5 * i  # the synchroniser keeps up with the camera
+    assert processed >= 3
+    assert dropped >= 0.5 * frames_in  # the backlog is dropped, not queued
+    frame_time = float(d["time_encoder_s"]) + float(d["time_integration_s"]) + float(d["time_segmentation_s"])
+    assert float(d["latency_s"]) <= 2.0 * frame_time + 0.5  # at most the frame in flight plus one
+    assert rss_late - rss_early < 150 * 2**20
