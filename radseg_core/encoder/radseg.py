@@ -1,0 +1,333 @@
+"""RADSegEncoder: RADIO + SCRA + sliding windows + SCGA + dense language alignment (+ RADIO-SAM).
+
+Pipeline per call (all windows of all images in one backbone forward):
+  rgb -> [0,1] float -> resize to multiples of 16 -> windows -> RADIO (SCRA in the last block)
+  -> stitch (exact overlap mean) -> SCGA -> raw features (C, h, w)            = encode_features
+  raw features -> language adaptor summary head (head_mlp) -> L2 normalise    = align
+  aligned x text -> softmax(100 cos) over classes -> image resolution -> prompt denoising -> labels = predict
+
+Prediction semantics (following the reference ``RADSegEncoder`` with predict=True):
+  * ``probs[k]`` is softmax over the K given classes of ``100 * cos(text_k, pixel)``, bilinearly upsampled
+    to the input image size; a class whose maximum over the image is below ``prompt_denoising`` (0.5) is
+    zeroed everywhere ("prompt denoising"; per image here, over the whole batch in the reference).
+  * ``labels`` is ``argmax_k probs + 1``; 0 is "ignore": pixels whose best remaining probability is below
+    ``prediction_thresh`` (default 0.0 as in the reference) or is 0 because every class was denoised away
+    (the reference labels such pixels as class 1, a quirk we do not copy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radseg_core.encoder.scga import DEFAULT_BLOCK_ELEMS, scga
+from radseg_core.encoder.scra import install_scra, remove_scra
+from radseg_core.encoder.windows import WindowGrid, crop_windows, snap_size, stitch_windows, window_grid
+from radseg_core.model.loading import LoadedRadio, RadioSpec, load_radio
+from radseg_core.text import TextEmbedder
+
+LOGIT_SCALE = 100.0  # CLIP's logit scale, fixed in the reference
+
+RadioLike = LoadedRadio | nn.Module
+
+
+@dataclass
+class SegmentationResult:
+    """Per-pixel class probabilities and labels at the input image resolution.
+
+    Shapes are (K, H, W) / (H, W) for one image and (B, K, H, W) / (B, H, W) for a batch.
+    ``labels == k + 1`` means ``class_names[k]``; 0 means ignore.
+    """
+
+    probs: torch.Tensor  # float32, after prompt denoising (and refinement when on)
+    labels: torch.Tensor  # int64
+    scores: torch.Tensor  # float32, best class probability per pixel (before refinement)
+    class_names: list[str] = field(default_factory=list)
+    refined: bool = False
+
+    @property
+    def label_names(self) -> list[str]:
+        """Names indexed by label value (0 = ignore = '')."""
+        return ["", *self.class_names]
+
+
+class RADSegEncoder:
+    """Open-vocabulary segmentation encoder (RADSeg, arXiv 2511.19704) on a RADIO-like model."""
+
+    def __init__(
+        self,
+        model: RadioLike,
+        text: TextEmbedder,
+        *,
+        crop: int = 336,
+        stride: int = 224,
+        scra_scaling: float = 10.0,
+        scga_scaling: float = 10.0,
+        scra: bool = True,
+        scga: bool = True,
+        sam_refine: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+        device: str | torch.device = "cpu",
+        lang: str = "siglip2",
+        prompt_denoising: float = 0.5,
+        prediction_thresh: float = 0.0,
+        scga_block_elems: int = DEFAULT_BLOCK_ELEMS,
+        max_windows_per_forward: int | None = None,
+        sam_refiner=None,
+        compile: bool = False,
+        model_name: str | None = None,
+    ) -> None:
+        loaded = model if isinstance(model, LoadedRadio) else load_radio(model, lang=lang, device=str(device))
+        self.device = torch.device(device)
+        self.loaded = loaded
+        self.model = loaded.model.to(self.device).eval()
+        self.lang_adaptor = loaded.lang_adaptor.to(self.device).eval()
+        sam = loaded.sam_adaptor
+        self.sam_adaptor = sam.to(self.device).eval() if sam is not None else None
+        self.text = text
+        self.patch = int(self.model.patch_size)
+        if crop > 0 and (crop % self.patch or stride % self.patch):
+            raise ValueError(
+                f"crop ({crop}) and stride ({stride}) must be multiples of the patch size {self.patch}"
+            )
+        self.crop, self.stride = crop, stride
+        self.scga_enabled, self.scga_scaling, self.scga_block_elems = scga, scga_scaling, scga_block_elems
+        self.prompt_denoising, self.prediction_thresh = prompt_denoising, prediction_thresh
+        self.autocast_dtype = autocast_dtype
+        self.max_windows_per_forward = max_windows_per_forward
+        self._model_name = model_name or loaded.name
+        self.set_scra(scra, scra_scaling)
+        self._forward = torch.compile(self.model) if compile else self.model
+        self._text_device: dict[tuple[str, ...], torch.Tensor] = {}
+        self.sam_refiner = None
+        if sam_refine:
+            if sam_refiner is None:
+                raise ValueError(
+                    "sam_refine=True needs a sam_refiner (see build_encoder(sam_checkpoint=...))"
+                )
+            if self.sam_adaptor is None:
+                raise ValueError("sam_refine=True needs the model's 'sam' adaptor (load with sam=True)")
+            self.sam_refiner = sam_refiner
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def feature_dim(self) -> int:
+        """C: raw RADIO feature size (768 for C-RADIOv3-B)."""
+        return (
+            int(self.model.embed_dim) if hasattr(self.model, "embed_dim") else int(self.model.model.embed_dim)
+        )
+
+    @property
+    def language_dim(self) -> int:
+        """D: language-aligned size (SigLIP2-g: 1536)."""
+        head = self.lang_adaptor.head_mlp
+        last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+        return int(last.out_features)
+
+    def set_scra(self, enabled: bool, scaling: float = 10.0) -> None:
+        """Install (or remove) SCRA in the last block; useful for ablations and timing."""
+        self.scra_enabled = enabled
+        if enabled:
+            install_scra(self.model, scaling)
+        else:
+            remove_scra(self.model)
+
+    # ----------------------------------------------------------------- input handling
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def to_batch(self, rgb: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """(H, W, 3) uint8 array, (3, H, W) or (B, 3, H, W) tensor (uint8, or float in [0, 1]) ->
+        float (B, 3, H, W) on the device, and whether the input was batched."""
+        if isinstance(rgb, np.ndarray):
+            if rgb.ndim != 3 or rgb.shape[2] != 3:
+                raise ValueError(f"numpy input must be (H, W, 3) RGB, got {rgb.shape}")
+            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None]
+            batched = False
+        elif isinstance(rgb, torch.Tensor):
+            batched = rgb.ndim == 4
+            x = rgb if batched else rgb[None]
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(f"tensor input must be (B, 3, H, W) or (3, H, W), got {tuple(rgb.shape)}")
+            x = x.to(self.device)
+        else:
+            raise TypeError(f"unsupported image type {type(rgb).__name__}")
+        if x.shape[0] == 0:
+            raise ValueError("empty batch")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x, batched
+
+    def snap(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize so both sides are multiples of the patch size (nearest multiple, see windows.py)."""
+        h, w = snap_size(x.shape[-2], x.shape[-1], self.patch)
+        if (h, w) == tuple(x.shape[-2:]):
+            return x
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+    # ----------------------------------------------------------------- stages
+    def backbone(self, images: torch.Tensor) -> torch.Tensor:
+        """RADIO (+SCRA) on a batch of equally sized crops: (N, 3, h, w) -> (N, C, h/16, w/16)."""
+        n, _, h, w = images.shape
+        chunk = self.max_windows_per_forward or n
+        outs = []
+        with torch.no_grad(), self._autocast():
+            for i in range(0, n, chunk):
+                out = self._forward(images[i : i + chunk])
+                out = out["backbone"] if isinstance(out, dict) else out
+                feats = out.features if hasattr(out, "features") else out[1]
+                outs.append(feats)
+        feats = torch.cat(outs)
+        return feats.transpose(1, 2).reshape(n, -1, h // self.patch, w // self.patch)
+
+    def grid(self, height: int, width: int) -> WindowGrid:
+        return window_grid(height, width, self.crop, self.stride, self.patch)
+
+    def window_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Sliding-window features of snapped images (B, 3, H, W) -> stitched (B, C, H/16, W/16) float32."""
+        grid = self.grid(x.shape[-2], x.shape[-1])
+        return stitch_windows(self.backbone(crop_windows(x, grid)), grid)
+
+    def aggregate(self, feats: torch.Tensor) -> torch.Tensor:
+        """SCGA on the stitched map (identity when disabled)."""
+        if not self.scga_enabled:
+            return feats.float()
+        with torch.no_grad():
+            return scga(feats, self.scga_scaling, self.scga_block_elems)
+
+    def encode_features(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw RADIO features at 1/16 of the snapped input: (C, h, w), or (B, C, h, w) for batched input."""
+        x, batched = self.to_batch(rgb)
+        feats = self.aggregate(self.window_features(self.snap(x)))
+        return feats if batched else feats[0]
+
+    def align(self, features: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Language alignment of raw features (..., C) -> (..., D), L2-normalised.
+
+        The language adaptor's *summary* head applied to patch tokens (paper §3.2); works on any leading
+        shape, e.g. voxel features (N, C). Rows go through the MLP ``chunk`` at a time so a whole map
+        never needs the MLP's hidden activations at once.
+        """
+        if features.shape[-1] != self.feature_dim:
+            raise ValueError(f"expected features (..., {self.feature_dim}), got {tuple(features.shape)}")
+        lead = features.shape[:-1]
+        flat = features.reshape(-1, features.shape[-1])
+        outs = []
+        with torch.no_grad(), self._autocast():
+            for i in range(0, max(flat.shape[0], 1), chunk):
+                out = self.lang_adaptor.head_mlp(flat[i : i + chunk].to(self.device))
+                outs.append(F.normalize(out.float(), dim=-1))
+        return torch.cat(outs).reshape(*lead, -1)
+
+    def align_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(B?, C, h, w) raw map -> (B?, D, h, w) normalised language-aligned map."""
+        moved = feature_map.movedim(-3, -1)
+        return self.align(moved).movedim(-1, -3)
+
+    def encode_text(self, labels: list[str]) -> torch.Tensor:
+        """(Q, D) normalised, template-averaged, cached text embeddings (on the encoder's device)."""
+        key = tuple(labels)
+        if key not in self._text_device:
+            if len(self._text_device) > 32:
+                self._text_device.clear()
+            self._text_device[key] = self.text.encode(list(labels)).to(self.device)
+        return self._text_device[key]
+
+    def class_probs(self, aligned: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """softmax over classes of 100 * cos: aligned (B, D, h, w) normalised, text (K, D) -> (B, K, h, w)."""
+        logits = torch.einsum("bdhw,kd->bkhw", aligned.float(), F.normalize(text.float(), dim=-1))
+        return (LOGIT_SCALE * logits).softmax(dim=1)
+
+    def postprocess(
+        self, probs: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Upsample to ``size``, prompt-denoise per image, pick labels. Returns probs, labels, scores."""
+        probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        weak = probs.amax(dim=(2, 3)) < self.prompt_denoising  # (B, K)
+        probs = probs.masked_fill(weak[:, :, None, None], 0.0)
+        scores, best = probs.max(dim=1)
+        labels = best + 1
+        labels[(scores < self.prediction_thresh) | (scores <= 0)] = 0
+        return probs, labels, scores
+
+    def predict(self, rgb: np.ndarray | torch.Tensor, class_names: list[str]) -> SegmentationResult:
+        """Segment ``rgb`` into ``class_names`` (labels k+1 = class_names[k], 0 = ignore)."""
+        names = list(class_names)
+        if not names or any(not n.strip() for n in names):
+            raise ValueError("class_names must be a non-empty list of non-empty strings")
+        x, batched = self.to_batch(rgb)
+        size = (x.shape[-2], x.shape[-1])
+        feats = self.aggregate(self.window_features(self.snap(x)))
+        probs = self.class_probs(self.align_map(feats), self.encode_text(names))
+        probs, labels, scores = self.postprocess(probs, size)
+        refined = False
+        if self.sam_refiner is not None:
+            probs, labels = self.sam_refiner.refine_batch(self, x, probs, labels, scores)
+            refined = True
+        if not batched:
+            probs, labels, scores = probs[0], labels[0], scores[0]
+        return SegmentationResult(probs, labels, scores, names, refined)
+
+    def sam_embedding(
+        self, image: torch.Tensor, long_side: int = 1024
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """RADIO+SCRA on the whole image (no windows) -> SAM adaptor -> (1, 1280, 64, 64) zero-padded, plus
+        the resized input size. Paper §3.5: re-encoding beats reusing the windowed features."""
+        h, w = image.shape[-2:]
+        scale = long_side / max(h, w)
+        nh, nw = snap_size(h * scale, w * scale, self.patch)
+        nh, nw = min(nh, long_side), min(nw, long_side)
+        img = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)
+        feats = self.backbone(img)  # (1, C, nh/16, nw/16)
+        with torch.no_grad(), self._autocast():
+            sam = self.sam_adaptor.feat_mlp(feats.flatten(2).transpose(1, 2))
+        sam = sam.float().transpose(1, 2).reshape(1, -1, nh // self.patch, nw // self.patch)
+        grid = long_side // self.patch
+        return F.pad(sam, (0, grid - sam.shape[-1], 0, grid - sam.shape[-2])), (nh, nw)
+
+
+def build_encoder(
+    model: str | nn.Module | RadioSpec = "random-tiny",
+    lang: str = "siglip2",
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    *,
+    cache_dir: str | None = None,
+    repo_dir: str | None = None,
+    checkpoint: str | None = None,
+    text_model_dir: str | None = None,
+    sam_checkpoint: str | None = None,
+    **kw,
+) -> RADSegEncoder:
+    """Load a model (see ``load_radio``) and wrap it; ``dtype`` is the autocast dtype (bf16/fp16) or None."""
+    sam_refine = bool(kw.get("sam_refine", False))
+    if isinstance(model, nn.Module):
+        loaded = load_radio(model, lang=lang, device=device, sam=sam_refine)
+    else:
+        spec = model if isinstance(model, RadioSpec) else RadioSpec(model=model)
+        overrides = {
+            k: v
+            for k, v in dict(repo_dir=repo_dir, checkpoint=checkpoint, text_model_dir=text_model_dir).items()
+            if v is not None
+        }
+        loaded = load_radio(spec, lang=lang, device=device, sam=sam_refine or spec.sam, **overrides)
+    if sam_refine and kw.get("sam_refiner") is None:
+        from radseg_core.encoder.sam_refine import SamRefiner, load_sam_decoder
+
+        if sam_checkpoint is None:
+            raise ValueError(
+                "sam_refine=True needs sam_checkpoint=<sam_vit_h_4b8939.pth> (see docs/encoder.md)"
+            )
+        kw["sam_refiner"] = SamRefiner(load_sam_decoder(sam_checkpoint, device=device))
+    text = TextEmbedder(loaded.text, cache_dir=cache_dir)
+    return RADSegEncoder(loaded, text, autocast_dtype=dtype, device=device, lang=lang, **kw)
