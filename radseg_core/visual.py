@@ -40,3 +40,21 @@ def heat_colors(scores: np.ndarray) -> np.ndarray:
     g = np.clip(1.5 - np.abs(4 * u - 2), 0, 1)
     b = np.clip(1.5 - np.abs(4 * u - 1), 0, 1)
     return (np.stack([r, g, b], axis=-1) * 255).round().astype(np.uint8)
+
+
+def overlay_labels(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Label colours blended over the camera image; label 0 (ignore) keeps the image.
+
+    Labels of another resolution are resized with nearest neighbour, so a coarse label map still lines up.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != rgb.shape[:2]:
+        import cv2
+
+        labels = cv2.resize(labels.astype(np.uint16), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+    labels = labels.astype(np.int64)
+    colors = label_palette(int(labels.max()) + 1 if labels.size else 1)[labels].astype(np.float32)
+    out = rgb.astype(np.float32)
+    known = labels > 0
+    out[known] = (1 - alpha) * out[known] + alpha * colors[known]
+    return out.round().clip(0, 255).astype(np.uint8)

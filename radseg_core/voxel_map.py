@@ -1,0 +1,473 @@
+"""Hashed sparse semantic voxel map: incremental, hit-weighted, memory-bounded (RADSeg appendix A3).
+
+Each voxel keeps a hit count, a mean colour and the hit-weighted mean of what fell into it: raw
+RADIO features (``mode="features"``, aligned to language only at query time) or class probabilities
+(``mode="probabilities"``). Averages are exactly those of voxelizing every point of every frame at
+once; the map never revisits voxels a frame did not touch.
+
+Layout, chosen so that integrating a frame costs what the frame costs, not what the map costs:
+
+* Voxel integer coordinates are packed into one int64 key (21 bits per axis, ±52 km at 5 cm).
+* Per-voxel data lives in *slots*: append-only rows of preallocated tensors (growth ×1.5). A frame
+  only reads and writes the rows of its own voxels.
+* A sorted key array + matching slot array is the hash: lookup is ``searchsorted``. Inserting a
+  frame's new keys is one merge of two int64 arrays (16 bytes per voxel moved, no feature rows).
+
+Eviction (``max_voxels``): when an update leaves more than ``max_voxels`` voxels, the voxels seen
+least recently are dropped (ties: fewest hits first), down to ``(1 - evict_fraction) * max_voxels``
+so the O(map) compaction is amortised over many frames instead of paid every frame. Dropping the
+least recently seen (rather than least hit) voxels keeps a moving robot's map current; a fixed camera
+never loses anything.
+
+Hit cap (``max_hits``): without it a voxel seen a million times is frozen. With it, the old mean
+keeps weight ``min(hits, max_hits - n)`` against ``n`` new points, so each new point weighs at least
+``1 / max_hits`` and stored hits never exceed ``max_hits`` (unless one update alone brings more).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from radseg_core.geometry import (
+    backproject_depth,
+    bilinear_taps,
+    random_subsample,
+    scale_intrinsics,
+    transform_points,
+    validate_rigid_transform,
+)
+from radseg_core.types import Frame
+
+MODES = ("features", "probabilities")
+_BITS = 21
+_OFFSET = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+_GENERATIONS = itertools.count()
+_DENSE_PAIR_LIMIT = 1 << 25  # above this many (voxel, patch) cells, aggregate pairs with unique()
+
+
+def pack_keys(ijk: torch.Tensor) -> torch.Tensor:
+    """Pack (N, 3) integer voxel coordinates into (N,) int64 keys; order is lexicographic x, y, z."""
+    u = ijk.long() + _OFFSET
+    return (u[:, 0] << (2 * _BITS)) | (u[:, 1] << _BITS) | u[:, 2]
+
+
+def unpack_keys(keys: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`pack_keys`: (N,) int64 → (N, 3) int64 voxel coordinates."""
+    return (
+        torch.stack([(keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK], dim=1) - _OFFSET
+    )
+
+
+class VoxelMap:
+    """Sparse voxel map of hit-weighted mean features or class probabilities (see module docstring)."""
+
+    def __init__(
+        self,
+        voxel_size: float = 0.05,
+        mode: str = "features",
+        dim: int = 768,
+        dtype: torch.dtype = torch.float16,
+        device: str | torch.device = "cpu",
+        max_voxels: int | None = None,
+        max_hits: float | None = None,
+        evict_fraction: float = 0.05,
+    ) -> None:
+        if not (voxel_size > 0 and math.isfinite(voxel_size)):
+            raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+            raise ValueError(f"storage dtype must be float16, bfloat16 or float32, got {dtype}")
+        if max_voxels is not None and max_voxels < 1:
+            raise ValueError(f"max_voxels must be >= 1 or None, got {max_voxels}")
+        if max_hits is not None and not max_hits >= 1:
+            raise ValueError(f"max_hits must be >= 1 or None, got {max_hits}")
+        if not 0.0 <= evict_fraction < 1.0:
+            raise ValueError(f"evict_fraction must be in [0, 1), got {evict_fraction}")
+        self.voxel_size = float(voxel_size)
+        self.mode = mode
+        self.dim = int(dim)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.max_voxels = max_voxels
+        self.max_hits = None if max_hits is None else float(max_hits)
+        self.evict_fraction = float(evict_fraction)
+        # Free-form, JSON-serialisable, saved with the map. The configuration entries are informational
+        # copies (the attributes above are what the map uses); model / classes / frame_id are the caller's.
+        self.metadata: dict[str, Any] = {
+            "voxel_size": self.voxel_size,
+            "mode": mode,
+            "dim": self.dim,
+            "dtype": str(dtype).removeprefix("torch."),
+            "model": None,
+            "classes": None,
+            "frame_id": "map",
+        }
+        self.frames_integrated = 0  # also the "last seen" clock of voxels
+        # Changes whenever slots are removed or reordered; unique across maps, so a cache keyed on it
+        # can never confuse two maps (even one allocated where a collected one lived).
+        self.generation = next(_GENERATIONS)
+        self._alloc(0)
+
+    # ------------------------------------------------------------------ storage
+    def _alloc(self, capacity: int) -> None:
+        dev = self.device
+        self._size = 0
+        self._sorted_keys = torch.empty(0, dtype=torch.int64, device=dev)
+        self._sorted_slots = torch.empty(0, dtype=torch.int64, device=dev)
+        self._keys = torch.empty(capacity, dtype=torch.int64, device=dev)
+        self._values = torch.empty(capacity, self.dim, dtype=self.dtype, device=dev)
+        self._colors = torch.empty(capacity, 3, dtype=self.dtype, device=dev)
+        self._hits = torch.empty(capacity, dtype=torch.float32, device=dev)
+        self._last_seen = torch.empty(capacity, dtype=torch.int32, device=dev)
+
+    def _reserve(self, needed: int) -> None:
+        cap = self._keys.shape[0]
+        if needed <= cap:
+            return
+        new_cap = max(needed, int(cap * 1.5), 1024)
+        n = self._size
+        for name in ("_keys", "_values", "_colors", "_hits", "_last_seen"):
+            old = getattr(self, name)
+            new = torch.empty((new_cap, *old.shape[1:]), dtype=old.dtype, device=old.device)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+
+    def shrink_to_fit(self) -> None:
+        """Release unused preallocated rows (e.g. before measuring or saving a finished map)."""
+        n = self._size
+        for name in ("_keys", "_values", "_colors", "_hits", "_last_seen"):
+            setattr(self, name, getattr(self, name)[:n].clone())
+
+    def nbytes(self) -> int:
+        """Bytes held by the map's tensors, preallocated slack included."""
+        tensors = (
+            self._sorted_keys,
+            self._sorted_slots,
+            self._keys,
+            self._values,
+            self._colors,
+            self._hits,
+            self._last_seen,
+        )
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    # ------------------------------------------------------------------ accessors
+    def __len__(self) -> int:
+        return self._size
+
+    def keys(self) -> torch.Tensor:
+        """(N,) packed int64 voxel keys in slot order (the order of every other accessor)."""
+        return self._keys[: self._size]
+
+    def voxel_indices(self) -> torch.Tensor:
+        """(N, 3) integer voxel coordinates: voxel (i, j, k) spans [i, i+1) * voxel_size along x, etc."""
+        return unpack_keys(self.keys())
+
+    def centers(self) -> torch.Tensor:
+        """(N, 3) float32 voxel centres in the map frame (metres)."""
+        return (self.voxel_indices().to(torch.float64) + 0.5).mul(self.voxel_size).float()
+
+    def colors(self) -> torch.Tensor:
+        """(N, 3) uint8 mean colour."""
+        return self._colors[: self._size].float().round().clamp(0, 255).to(torch.uint8)
+
+    def hits(self) -> torch.Tensor:
+        """(N,) float32 hit counts (points averaged into each voxel, capped by ``max_hits``)."""
+        return self._hits[: self._size]
+
+    def last_seen(self) -> torch.Tensor:
+        """(N,) int32 value of ``frames_integrated`` when each voxel was last updated."""
+        return self._last_seen[: self._size]
+
+    def values(self) -> torch.Tensor:
+        """(N, D) hit-weighted means in the storage dtype (a view: do not modify)."""
+        return self._values[: self._size]
+
+    def labels(self) -> torch.Tensor:
+        """(N,) int64 argmax class per voxel (probabilities mode; class 0 may mean 'ignore')."""
+        if self.mode != "probabilities":
+            raise ValueError(
+                "labels() needs mode='probabilities'; in features mode score text queries instead"
+            )
+        return self.values().float().argmax(dim=1)
+
+    # ------------------------------------------------------------------ integration
+    def _point_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys of (N, 3) points and a mask of those that are finite and inside the key range."""
+        ijk = torch.floor(points.to(torch.float64) / self.voxel_size)
+        ok = torch.isfinite(ijk).all(dim=1) & (ijk >= -_OFFSET).all(dim=1) & (ijk < _OFFSET).all(dim=1)
+        ijk = torch.where(ok[:, None], ijk, torch.zeros_like(ijk))
+        return pack_keys(ijk.long()), ok
+
+    @torch.no_grad()
+    def integrate_points(
+        self, points_world: torch.Tensor, values: torch.Tensor, colors: torch.Tensor | None = None
+    ) -> None:
+        """Average (N, D) ``values`` of (N, 3) map-frame points into their voxels, one hit per point.
+
+        Points or values with NaN/inf are dropped. Without ``colors`` voxel colours are left unchanged
+        (new voxels are black).
+        """
+        points_world = torch.as_tensor(points_world, device=self.device)
+        values = torch.as_tensor(values, device=self.device)
+        if points_world.ndim != 2 or points_world.shape[1] != 3:
+            raise ValueError(f"points must be (N, 3), got {tuple(points_world.shape)}")
+        if values.shape != (points_world.shape[0], self.dim):
+            raise ValueError(
+                f"values must be ({points_world.shape[0]}, {self.dim}), got {tuple(values.shape)}"
+            )
+        keys, ok = self._point_keys(points_world)
+        vals = values.float()
+        ok &= torch.isfinite(vals).all(dim=1)
+        cols = None
+        if colors is not None:
+            cols = torch.as_tensor(colors, device=self.device)
+            if cols.shape != (points_world.shape[0], 3):
+                raise ValueError(f"colors must be ({points_world.shape[0]}, 3), got {tuple(cols.shape)}")
+            cols = cols[ok].float()
+        keys, vals = keys[ok], vals[ok]
+        if keys.numel() == 0:
+            self.frames_integrated += 1
+            return
+        ukeys, inv = torch.unique(keys, return_inverse=True)
+        counts = torch.bincount(inv, minlength=ukeys.numel()).float()
+        sums = torch.zeros(ukeys.numel(), self.dim, dtype=torch.float32, device=self.device).index_add_(
+            0, inv, vals
+        )
+        csum = (
+            None
+            if cols is None
+            else torch.zeros(ukeys.numel(), 3, device=self.device).index_add_(0, inv, cols)
+        )
+        self._accumulate(ukeys, counts, sums, csum)
+
+    @torch.no_grad()
+    def integrate_frame(
+        self,
+        frame: Frame,
+        feature_map: torch.Tensor,
+        *,
+        min_depth: float = 0.0,
+        max_depth: float = math.inf,
+        subsample: int = 1,
+        max_points: int | None = None,
+        generator: torch.Generator | None = None,
+        method: str = "sparse",
+    ) -> int:
+        """Back-project a frame and average its (D, h, w) feature / probability map into the map.
+
+        The map may have any resolution (the 1/16 RADIO grid, or full size); per-pixel values are its
+        bilinear resize (``align_corners=False``) to the depth image. ``method="sparse"`` (default)
+        never builds per-pixel D-vectors: it sums interpolation weights per (voxel, grid cell) and does
+        one sparse × dense product with the grid. ``method="dense"`` upsamples first (the plain, costly
+        formulation, kept as a reference). Both give the same means. ``subsample`` keeps every n-th
+        pixel row/column, ``max_points`` a random subset. Returns the number of points integrated.
+        """
+        if method not in ("sparse", "dense"):
+            raise ValueError(f"method must be 'sparse' or 'dense', got {method!r}")
+        fm = torch.as_tensor(feature_map)
+        if fm.ndim != 3 or fm.shape[0] != self.dim:
+            raise ValueError(f"feature_map must be ({self.dim}, h, w), got {tuple(fm.shape)}")
+        if not bool(torch.isfinite(fm).all()):  # checked on the small map, not on per-voxel sums
+            raise ValueError("feature_map contains NaN or inf; refusing to average it into the map")
+        T = validate_rigid_transform(frame.T_world_cam)
+        if not np.issubdtype(np.asarray(frame.depth).dtype, np.floating):
+            raise ValueError("Frame.depth must be float metres; decode 16UC1 with geometry.depth_to_metres first")
+        depth = torch.as_tensor(np.asarray(frame.depth, dtype=np.float32), device=self.device)
+        rgb = torch.as_tensor(np.asarray(frame.rgb), device=self.device)
+        if depth.ndim != 2 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(
+                f"expected depth (Hd, Wd) and rgb (H, W, 3), got {tuple(depth.shape)}, {tuple(rgb.shape)}"
+            )
+        (H, W), (Hd, Wd) = rgb.shape[:2], depth.shape
+        K = (
+            scale_intrinsics(frame.K, (H, W), (Hd, Wd))
+            if (Hd, Wd) != (H, W)
+            else np.asarray(frame.K, np.float64)
+        )
+        pts, rows, cols = backproject_depth(
+            depth, K, min_depth=min_depth, max_depth=max_depth, stride=subsample
+        )
+        pick = random_subsample(pts.shape[0], max_points, generator)
+        if pick is not None:
+            pick = pick.to(self.device)
+            pts, rows, cols = pts[pick], rows[pick], cols[pick]
+        keys, ok = self._point_keys(transform_points(T, pts))
+        keys, rows, cols = keys[ok], rows[ok], cols[ok]
+        n_pts = int(keys.numel())
+        if n_pts == 0:
+            self.frames_integrated += 1
+            return 0
+        ukeys, inv = torch.unique(keys, return_inverse=True)
+        n_u = ukeys.numel()
+        counts = torch.bincount(inv, minlength=n_u).float()
+        # Colours: nearest rgb pixel to each depth pixel centre.
+        r_rgb = ((rows.double() + 0.5) * (H / Hd)).long().clamp_max(H - 1)
+        c_rgb = ((cols.double() + 0.5) * (W / Wd)).long().clamp_max(W - 1)
+        csum = torch.zeros(n_u, 3, device=self.device).index_add_(0, inv, rgb[r_rgb, c_rgb].float())
+        fm = fm.to(self.device, torch.float32)
+        h, w = fm.shape[1:]
+        if method == "dense":
+            per_pixel = F.interpolate(fm[None], size=(Hd, Wd), mode="bilinear", align_corners=False)[0]
+            vals = per_pixel[:, rows, cols].T
+            sums = torch.zeros(n_u, self.dim, device=self.device).index_add_(0, inv, vals)
+        else:
+            sums = self._sparse_sums(inv, n_u, rows, cols, (Hd, Wd), fm)
+        self._accumulate(ukeys, counts, sums, csum)
+        return n_pts
+
+    def _sparse_sums(
+        self,
+        inv: torch.Tensor,
+        n_u: int,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        image_hw: tuple[int, int],
+        grid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-voxel sums of bilinearly interpolated grid values via (voxel, cell) weights: S @ grid."""
+        D, h, w = grid.shape
+        hw = h * w
+        idx, wts = bilinear_taps(rows, cols, image_hw, (h, w))
+        pair = (inv[:, None] * hw + idx).reshape(-1)
+        wts = wts.reshape(-1)
+        if n_u * hw <= _DENSE_PAIR_LIMIT:
+            acc = torch.bincount(pair, weights=wts, minlength=n_u * hw)
+            nz = torch.nonzero(acc, as_tuple=True)[0]
+            weights = acc[nz]
+        else:
+            nz, pinv = torch.unique(pair, return_inverse=True)
+            weights = torch.zeros(nz.numel(), dtype=wts.dtype, device=wts.device).index_add_(0, pinv, wts)
+        # nz is sorted and unique, so the COO matrix is coalesced by construction.
+        S = torch.sparse_coo_tensor(
+            torch.stack([nz // hw, nz % hw]),
+            weights.float(),
+            size=(n_u, hw),
+            is_coalesced=True,
+            check_invariants=False,
+        )
+        return torch.sparse.mm(S, grid.reshape(D, hw).T.contiguous())
+
+    def _accumulate(
+        self, ukeys: torch.Tensor, counts: torch.Tensor, sums: torch.Tensor, csum: torch.Tensor | None
+    ) -> None:
+        """Merge per-voxel sums of one update (sorted unique keys) into the map."""
+        self.frames_integrated += 1
+        n_map = self._sorted_keys.numel()
+        pos = torch.searchsorted(self._sorted_keys, ukeys)
+        if n_map:
+            found = self._sorted_keys[pos.clamp_max(n_map - 1)] == ukeys
+        else:
+            found = torch.zeros_like(ukeys, dtype=torch.bool)
+        slots = torch.empty_like(ukeys)
+        slots[found] = self._sorted_slots[pos[found]]
+        new = ~found
+        n_new = int(new.sum())
+        if n_new:
+            self._reserve(self._size + n_new)
+            new_slots = torch.arange(self._size, self._size + n_new, device=self.device)
+            slots[new] = new_slots
+            self._keys[new_slots] = ukeys[new]
+            self._values[new_slots] = 0
+            self._colors[new_slots] = 0
+            self._hits[new_slots] = 0
+            # Merge new keys into the sorted index: new key j lands at (its insertion point + j).
+            dest = pos[new] + torch.arange(n_new, device=self.device)
+            keep = torch.ones(n_map + n_new, dtype=torch.bool, device=self.device)
+            keep[dest] = False
+            merged_k = torch.empty(n_map + n_new, dtype=torch.int64, device=self.device)
+            merged_s = torch.empty_like(merged_k)
+            merged_k[keep], merged_s[keep] = self._sorted_keys, self._sorted_slots
+            merged_k[dest], merged_s[dest] = ukeys[new], new_slots
+            self._sorted_keys, self._sorted_slots = merged_k, merged_s
+            self._size += n_new
+        h_old = self._hits[slots]
+        w_old = h_old
+        if self.max_hits is not None:  # saturate: each new point weighs >= 1 / max_hits
+            w_old = torch.minimum(h_old, (self.max_hits - counts).clamp_min(0.0))
+        h_new = w_old + counts
+        # mean' = mean * (w_old / h_new) + sums / h_new, in fp32, in place to limit memory traffic
+        a, b = (w_old / h_new)[:, None], (1.0 / h_new)[:, None]
+        self._values[slots] = self._values[slots].float().mul_(a).add_(sums.mul_(b)).to(self.dtype)
+        if csum is not None:
+            self._colors[slots] = self._colors[slots].float().mul_(a).add_(csum.mul_(b)).to(self.dtype)
+        self._hits[slots] = h_new
+        self._last_seen[slots] = self.frames_integrated
+        if self.max_voxels is not None and self._size > self.max_voxels:
+            self._evict()
+
+    # ------------------------------------------------------------------ removal
+    def _evict(self) -> None:
+        target = max(1, min(self.max_voxels, int(self.max_voxels * (1.0 - self.evict_fraction))))
+        n_evict = self._size - max(target, 0)
+        order = torch.argsort(self.hits(), stable=True)
+        order = order[torch.argsort(self.last_seen()[order], stable=True)]
+        remove = torch.zeros(self._size, dtype=torch.bool, device=self.device)
+        remove[order[:n_evict]] = True
+        self._remove(remove)
+
+    def _remove(self, remove: torch.Tensor) -> int:
+        """Drop the slots flagged in ``remove`` (N,) and compact storage; returns how many went."""
+        n_rm = int(remove.sum())
+        if n_rm == 0:
+            return 0
+        keep = ~remove
+        n = self._size
+        new_index = torch.cumsum(keep.long(), 0) - 1
+        for name in ("_keys", "_values", "_colors", "_hits", "_last_seen"):
+            t = getattr(self, name)
+            t[: n - n_rm] = t[:n][keep]
+        keep_sorted = keep[self._sorted_slots]
+        self._sorted_keys = self._sorted_keys[keep_sorted]
+        self._sorted_slots = new_index[self._sorted_slots[keep_sorted]]
+        self._size = n - n_rm
+        self.generation = next(_GENERATIONS)
+        return n_rm
+
+    def clear_region(self, min_xyz, max_xyz) -> int:
+        """Remove voxels whose centres lie in the axis-aligned box [min_xyz, max_xyz]; returns the count."""
+        lo = torch.as_tensor(min_xyz, dtype=torch.float32, device=self.device).reshape(3)
+        hi = torch.as_tensor(max_xyz, dtype=torch.float32, device=self.device).reshape(3)
+        c = self.centers()
+        return self._remove(((c >= lo) & (c <= hi)).all(dim=1))
+
+    def reset(self) -> None:
+        """Forget every voxel (configuration and metadata stay)."""
+        self._alloc(0)
+        self.frames_integrated = 0
+        self.generation = next(_GENERATIONS)
+
+    # ------------------------------------------------------------------ restore (used by map_io)
+    def _restore(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        colors: torch.Tensor,
+        hits: torch.Tensor,
+        last_seen: torch.Tensor,
+        frames_integrated: int,
+    ) -> None:
+        """Replace the contents with saved per-voxel arrays (slot order); keys must be unique."""
+        n = keys.numel()
+        self._alloc(0)
+        dev = self.device
+        self._keys = keys.to(dev, torch.int64).clone()
+        self._values = values.to(dev, self.dtype).clone()
+        self._colors = colors.to(dev, self.dtype).clone()
+        self._hits = hits.to(dev, torch.float32).clone()
+        self._last_seen = last_seen.to(dev, torch.int32).clone()
+        self._sorted_keys, order = torch.sort(self._keys)
+        self._sorted_slots = order
+        self._size = n
+        self.frames_integrated = int(frames_integrated)
+        self.generation = next(_GENERATIONS)
