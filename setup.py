@@ -19,5 +19,11 @@ setup(
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
         "sample": ["scikit-image>=0.22"],  # the Middlebury frame behind the sample sequence
     },
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "radseg-map = radseg_core.cli.map:main",
+            "radseg-query = radseg_core.cli.query:main",
+            "radseg-eval = radseg_core.cli.eval:main",
+        ]
+    },
 )
