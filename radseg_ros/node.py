@@ -21,7 +21,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -71,10 +71,14 @@ class RadsegNode(Node):
         self._camera: tuple[np.ndarray, tuple[int, int]] | None = None
         self._stats = {"frames_in": 0, "rejected": 0, "skipped": 0, "last_error": ""}
         self._latency = 0.0
-        self._timings: dict[str, float] = {}
+        self._timings: dict[str, list[float]] = {}  # seconds per stage since the last diagnostics message
+        self._last_timings: dict[str, float] = {}
+        self._timings_lock = threading.Lock()  # worker appends, diagnostics timer drains
         self._sync_count = 0
 
         sensor_qos = qos_profile_sensor_data
+        if self.p.input_reliability == "reliable":
+            sensor_qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_camera_info, sensor_qos)
         topics: list[tuple[type, str]] = [(Image, "rgb/image"), (Image, "depth/image")]
         if self.p.pose_source == "pose":
@@ -161,7 +165,10 @@ class RadsegNode(Node):
         if self._camera is None:
             self._reject("no camera_info received yet on rgb/camera_info: frames are dropped until it arrives")
             return
-        self.worker.offer((time.monotonic(), rgb, depth, pose_msg, self._camera))
+        # input age: wall-clock arrival of the completed set minus its stamp (transport + sync wait when the
+        # sender stamps with its wall clock, as the benchmark does)
+        age = time.time() - conv.stamp_to_sec(rgb.header.stamp)
+        self.worker.offer((time.monotonic(), age, rgb, depth, pose_msg, self._camera))
 
     def _pose_arrays(self, rgb: Image, pose_msg) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(pose_msg, PoseStamped):
@@ -178,7 +185,8 @@ class RadsegNode(Node):
 
     def _process(self, item: tuple) -> None:
         """Worker thread: convert, encode, integrate, publish the segmentation."""
-        t_in, rgb_msg, depth_msg, pose_msg, (k, size) = item
+        t_in, age, rgb_msg, depth_msg, pose_msg, (k, size) = item
+        queue_wait = time.monotonic() - t_in
         t0 = time.perf_counter()
         try:
             rgb = conv.image_to_rgb(rgb_msg)
@@ -202,7 +210,11 @@ class RadsegNode(Node):
             self.pub_labels.publish(conv.labels_to_image(result.labels, header))
             self.pub_seg.publish(conv.rgb_to_image(colorize_labels(result.labels, rgb), header))
         t3 = time.perf_counter()
-        self._timings = {"conversion": t1 - t0, **result.timings, "publishing": t3 - t2}
+        stages = {"input_age": age, "queue_wait": queue_wait, "conversion": t1 - t0, **result.timings,
+                  "publishing": t3 - t2}
+        with self._timings_lock:
+            for name, value in stages.items():
+                self._timings.setdefault(name, []).append(value)
         self._latency = time.monotonic() - t_in
 
     def _reject(self, reason: str) -> None:
@@ -236,8 +248,12 @@ class RadsegNode(Node):
             "skipped": self._stats["skipped"], "rejected": self._stats["rejected"],
             "latency_s": round(self._latency, 4), "voxels": len(self.mapper),
             "map_bytes": self.mapper.nbytes(), "last_error": self._stats["last_error"],
-            **{f"time_{k}_s": round(v, 4) for k, v in self._timings.items()},
         }
+        with self._timings_lock:  # means over the frames since the last message; the last ones if none came
+            if self._timings:
+                self._last_timings = {k: sum(v) / len(v) for k, v in self._timings.items()}
+                self._timings = {}
+        values.update({f"time_{k}_s": round(v, 5) for k, v in self._last_timings.items()})
         level = DiagnosticStatus.WARN if self._stats["last_error"] else DiagnosticStatus.OK
         status = DiagnosticStatus(
             level=level, name="radseg: mapper", hardware_id=str(self.mapper.device),

@@ -62,6 +62,9 @@ SPECS: dict[str, Spec] = {
                             "(x forward) and the fixed optical rotation is applied"),
     "camera_frame": Spec("", "optical frame for tf lookups ('' = the image header's frame_id)"),
     "map_frame": Spec("map", "fixed frame of the map and all published clouds"),
+    "input_reliability": Spec("best_effort", "QoS of the camera/pose subscriptions: best_effort (sensor data, "
+                              "matches every publisher) or reliable (needs reliable publishers; no lost "
+                              "fragments of large images)", choices=("best_effort", "reliable")),
     "sync_slop": Spec(0.05, "approximate-time sync tolerance in seconds", 0.0, 10.0),
     "sync_queue_size": Spec(10, "messages kept per input while matching", 1, 1000),
     "frame_skip": Spec(0, "process one synchronised frame out of frame_skip + 1", 0, 1000, live=True),
@@ -113,6 +116,7 @@ class NodeParams:
     pose_is_optical: bool
     camera_frame: str
     map_frame: str
+    input_reliability: str
     sync_slop: float
     sync_queue_size: int
     frame_skip: int

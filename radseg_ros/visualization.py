@@ -8,18 +8,14 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from radseg_core.types import QueryResult
-from radseg_core.visual import label_palette
+from radseg_core.visual import label_palette, overlay_labels
 
 
 def colorize_labels(labels: np.ndarray, rgb: np.ndarray | None = None, alpha: float = 0.6) -> np.ndarray:
     """(H, W) labels → (H, W, 3) uint8, blended over the camera image when given (label 0 stays raw)."""
-    colors = label_palette(int(labels.max()) + 1)[labels]
-    if rgb is None or rgb.shape[:2] != labels.shape:
-        return colors
-    out = rgb.astype(np.float32)
-    known = labels > 0
-    out[known] = (1 - alpha) * out[known] + alpha * colors[known]
-    return out.astype(np.uint8)
+    if rgb is None:
+        return label_palette(int(labels.max()) + 1)[labels]
+    return overlay_labels(rgb, labels, alpha)
 
 
 def candidate_markers(result: QueryResult, header: Header) -> MarkerArray:
