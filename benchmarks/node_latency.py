@@ -85,6 +85,7 @@ class Bench:
 
         params = {"model": args.model, "device": args.device, "crop": args.crop, "stride": args.stride,
                   "map_directory": str(workdir / "maps"), "diagnostics_period": 0.25,
+                  "text_cache_dir": str(workdir / "text_cache"),
                   "cloud_publish_rate": 0.0, "save_on_shutdown": False, "max_depth": 10.0,
                   "input_reliability": args.reliability}
         (workdir / "params.yaml").write_text(yaml.safe_dump({"radseg": {"ros__parameters": params}}))
@@ -204,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
+                          str(Path(__file__).resolve().parents[1] / "config" / "fastdds_large_images.xml"))
     os.environ["PATH"] = os.path.join(sys.prefix, "bin") + os.pathsep + os.environ["PATH"]
     workdir = Path(tempfile.mkdtemp(prefix="radseg-latency-"))
     os.environ["ROS_LOG_DIR"] = str(workdir / "log")
 
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"),
+              "transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS"), "input_reliability": args.reliability,
               "model": args.model, "device": args.device, "image": f"{args.width}x{args.height}",
               "conversions_ms": conversion_micro(args.width, args.height)}
     bench = Bench(args, workdir)

@@ -38,6 +38,9 @@ class MapperConfig:
     model: str = "c-radio_v3-b"
     lang_model: str = "siglip2"
     text_model_path: str | None = None
+    radio_repo_dir: str | None = None
+    radio_checkpoint: str | None = None
+    text_cache_dir: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     crop: int = 336
@@ -102,6 +105,7 @@ class SemanticMapper:
             encoder = build_encoder(
                 config.model, lang=config.lang_model, device=str(self.device),
                 dtype=resolve_dtype(config.dtype, self.device), text_model_dir=config.text_model_path,
+                repo_dir=config.radio_repo_dir, checkpoint=config.radio_checkpoint, cache_dir=config.text_cache_dir,
                 crop=config.crop, stride=config.stride, scra_scaling=config.scra_scaling,
                 scga_scaling=config.scga_scaling, sam_refine=config.sam_refine,
                 sam_checkpoint=config.sam_checkpoint, prompt_denoising=config.prompt_denoising,

@@ -49,13 +49,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def fastdds_profile() -> str:
+    """The package's Fast DDS profile for large messages (short heartbeat), from the install space."""
+    from ament_index_python.packages import get_package_share_directory
+
+    return os.path.join(get_package_share_directory("radseg_ros"), "config", "fastdds_large_images.xml")
+
+
 def isolate_ros(output: Path) -> None:
     """Own DDS domain and logs, large-data transport: the demo must not disturb (or see) other ROS processes."""
+    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", fastdds_profile())
     os.environ["ROS_LOG_DIR"] = str(output / "ros_log")
-    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
     os.environ["PATH"] = os.path.join(sys.prefix, "bin") + os.pathsep + os.environ.get("PATH", "")
 
 
@@ -68,7 +76,8 @@ def start_node(args: argparse.Namespace, output: Path):
     exe = Path(get_package_prefix("radseg_ros")) / "lib" / "radseg_ros" / "radseg_node"
     params = {
         "model": args.model, "device": args.device, "classes": list(args.classes),
-        "map_directory": str((output / "maps").resolve()), "cloud_publish_rate": 0.0, "max_depth": 10.0,
+        "map_directory": str((output / "maps").resolve()), "text_cache_dir": str(output / "text_cache"),
+        "cloud_publish_rate": 0.0, "max_depth": 10.0,
         "save_on_shutdown": True,
         "input_reliability": "reliable",  # the replayer publishes reliably; 640x480 best-effort loses fragments
     }

@@ -6,6 +6,7 @@ in ``worker``, and everything numeric in ``radseg_core``.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -45,6 +46,8 @@ except ImportError:  # pragma: no cover - depends on the install
 def mapper_config(p: NodeParams) -> MapperConfig:
     return MapperConfig(
         model=p.model, lang_model=p.lang_model, text_model_path=p.text_model_path or None,
+        radio_repo_dir=p.radio_repo_dir or None, radio_checkpoint=p.radio_checkpoint or None,
+        text_cache_dir=os.path.expanduser(p.text_cache_dir) if p.text_cache_dir else None,
         device=p.device, dtype=p.dtype, crop=p.crop, stride=p.stride,
         scra_scaling=p.scra_scaling, scga_scaling=p.scga_scaling,
         sam_refine=p.sam_refine, sam_checkpoint=p.sam_checkpoint or None,
@@ -207,8 +210,11 @@ class RadsegNode(Node):
             return
         if self.p.publish_segmentation and result.labels is not None:
             header = Header(stamp=rgb_msg.header.stamp, frame_id=rgb_msg.header.frame_id)
-            self.pub_labels.publish(conv.labels_to_image(result.labels, header))
-            self.pub_seg.publish(conv.rgb_to_image(colorize_labels(result.labels, rgb), header))
+            # images nobody subscribes to are not built (colourising a 640x480 frame costs milliseconds)
+            if self.pub_labels.get_subscription_count():
+                self.pub_labels.publish(conv.labels_to_image(result.labels, header))
+            if self.pub_seg.get_subscription_count():
+                self.pub_seg.publish(conv.rgb_to_image(colorize_labels(result.labels, rgb), header))
         t3 = time.perf_counter()
         stages = {"input_age": age, "queue_wait": queue_wait, "conversion": t1 - t0, **result.timings,
                   "publishing": t3 - t2}
@@ -306,29 +312,28 @@ class RadsegNode(Node):
             return "the map is empty: no frames integrated yet"
         return None
 
-    def _map_path(self, requested: str) -> Path:
+    def _map_path(self, requested: str, create_parent: bool = False) -> Path:
         path = resolve_map_path(self.p.map_directory, requested)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create_parent:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def _on_save(self, req: MapFile.Request, res: MapFile.Response) -> MapFile.Response:
-        try:
-            path = self._map_path(req.path)
-            with self.map_lock:
-                res.voxels = self.mapper.save(path)
-            res.success, res.message = True, f"saved {res.voxels} voxels to {path}"
-        except (MapPathError, OSError, ValueError) as exc:
-            res.success, res.message = False, f"save failed: {exc}"
-        return res
+        return self._map_file(req, res, save=True)
 
     def _on_load(self, req: MapFile.Request, res: MapFile.Response) -> MapFile.Response:
+        return self._map_file(req, res, save=False)
+
+    def _map_file(self, req: MapFile.Request, res: MapFile.Response, save: bool) -> MapFile.Response:
+        """save_map / load_map: confined path, map lock, and on failure a reason with the map unchanged."""
         try:
-            path = self._map_path(req.path)
+            path = self._map_path(req.path, create_parent=save)
             with self.map_lock:
-                res.voxels = self.mapper.load(path)
-            res.success, res.message = True, f"loaded {res.voxels} voxels from {path}"
+                res.voxels = self.mapper.save(path) if save else self.mapper.load(path)
+            done = f"saved {res.voxels} voxels to" if save else f"loaded {res.voxels} voxels from"
+            res.success, res.message = True, f"{done} {path}"
         except (MapPathError, OSError, ValueError) as exc:
-            res.success, res.message = False, f"load failed, map unchanged: {exc}"
+            res.success, res.message = False, f"{'save' if save else 'load'} failed, map unchanged: {exc}"
             res.voxels = len(self.mapper)
         return res
 
@@ -344,7 +349,7 @@ class RadsegNode(Node):
 
     def _save_quietly(self, name: str) -> None:
         try:
-            path = self._map_path(name)
+            path = self._map_path(name, create_parent=True)
             with self.map_lock:
                 n = self.mapper.save(path)
             self.get_logger().info(f"saved {n} voxels to {path}")

@@ -25,8 +25,13 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     # model
-    "model": Spec("c-radio_v3-b", "RADIO backbone: c-radio_v3-b|l|h (torch.hub), hf:nvidia/C-RADIOv3-B, "
-                  "local:<dir or checkpoint>, or random-tiny (random weights, NOT semantic: tests only)"),
+    "model": Spec("c-radio_v3-b", "RADIO backbone: c-radio_v3-b|l|h (torch.hub), hf:nvidia/C-RADIOv3-B, or "
+                  "random-tiny / random-base (random weights, NOT semantic: tests and timing only)"),
+    "radio_repo_dir": Spec("", "offline: local NVlabs/RADIO checkout used as torch.hub source ('' = download)"),
+    "radio_checkpoint": Spec("", "offline: local RADIO checkpoint (.pth.tar) ('' = download)"),
+    "text_cache_dir": Spec(os.path.join("~", ".cache", "radseg", "text"),
+                           "on-disk cache of text embeddings, so a restart does not re-encode the classes "
+                           "('' = memory only)"),
     "lang_model": Spec("siglip2", "language adaptor", choices=("siglip2", "clip")),
     "text_model_path": Spec("", "local directory of the text tower/tokenizer for offline robots ('' = download)"),
     "device": Spec("auto", "torch device: auto (cuda if available), cuda, cuda:N or cpu"),
@@ -90,6 +95,9 @@ class NodeParams:
     """Typed snapshot of the parameters; field names equal parameter names."""
 
     model: str
+    radio_repo_dir: str
+    radio_checkpoint: str
+    text_cache_dir: str
     lang_model: str
     text_model_path: str
     device: str

@@ -24,3 +24,8 @@ os.environ["ROS_LOG_DIR"] = os.path.join(_ROS_TMP, "log")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 # Fast DDS' default transports drop or delay large messages (images, clouds) between processes.
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+# ... and a lost fragment waits for the next heartbeat (3 s by default): the package's profile shortens it.
+os.environ.setdefault(
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastdds_large_images.xml"),
+)

@@ -25,6 +25,7 @@ def start_node(tmp_path):
         params.setdefault("model", "random-tiny")
         params.setdefault("device", "cpu")
         params.setdefault("map_directory", str(tmp_path / "maps"))
+        params.setdefault("text_cache_dir", str(tmp_path / "text_cache"))
         proc = NodeProcess(params, tmp_path)
         started.append(proc)
         return proc
@@ -41,6 +42,7 @@ def mapping_node(tmp_path_factory, client):
     workdir = tmp_path_factory.mktemp("node")
     proc = NodeProcess(
         {"model": "random-tiny", "device": "cpu", "map_directory": str(workdir / "maps"),
+         "text_cache_dir": str(workdir / "text_cache"),
          "cloud_publish_rate": 5.0, "diagnostics_period": 0.5, "classes": ["wall", "red patch", "blue patch"],
          "crop": 112, "stride": 96, "max_depth": 10.0},
         workdir,
