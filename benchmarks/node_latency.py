@@ -177,6 +177,24 @@ class Bench:
                 "latency_median_ms": float(np.median(lat)) * 1e3 if lat else None,
                 "latency_max_ms": float(np.max(lat)) * 1e3 if lat else None}
 
+    def soak(self, hz: float, seconds: float, every: float = 30.0) -> list[dict]:
+        """Camera rate for a long time; node RSS, latency and counters sampled every ``every`` seconds."""
+        import psutil
+
+        proc = psutil.Process(self.proc.pid)
+        samples, sent, start, next_sample = [], 0, time.monotonic(), 0.0
+        while (elapsed := time.monotonic() - start) < seconds:
+            self.publish()
+            sent += 1
+            if elapsed >= next_sample and self.diag:
+                d = self.diag[-1]
+                samples.append({"t_s": round(elapsed), "rss_mb": proc.memory_info().rss / 2**20, "sent": sent,
+                                 "processed": int(d["processed"]), "dropped": int(d["dropped_latest_wins"]),
+                                 "latency_s": float(d["latency_s"]), "voxels": int(d["voxels"])})
+                next_sample += every
+            self.spin(max(0.0, start + sent / hz - time.monotonic()))
+        return samples
+
     def close(self) -> None:
         self.node.destroy_node()
         self.rclpy.shutdown()
@@ -198,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--reliability", default="reliable", choices=("reliable", "best_effort"),
                     help="node input QoS; best_effort loses fragments of 640x480 images in Fast DDS here")
+    ap.add_argument("--soak", type=float, default=0.0,
+                    help="instead of the latency runs: publish at --hz for this many seconds and sample node memory")
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON here")
     args = ap.parse_args(argv)
 
@@ -218,10 +238,24 @@ def main(argv: list[str] | None = None) -> int:
               "conversions_ms": conversion_micro(args.width, args.height)}
     bench = Bench(args, workdir)
     try:
-        result["lockstep"] = bench.lockstep(args.frames)
-        result["rate"] = bench.rate(args.hz, args.seconds)
+        if args.soak:
+            result["soak"] = bench.soak(args.hz, args.soak)
+        else:
+            result["lockstep"] = bench.lockstep(args.frames)
+            result["rate"] = bench.rate(args.hz, args.seconds)
     finally:
         bench.close()
+    if args.soak:
+        print(f"\nsoak: {args.model} at {result['image']}, {args.hz:.0f} Hz for {args.soak:.0f} s, {result['machine']}")
+        print("| t (s) | node RSS (MB) | sent | processed | dropped | latency (s) | voxels |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in result["soak"]:
+            print(f"| {r['t_s']} | {r['rss_mb']:.0f} | {r['sent']} | {r['processed']} | {r['dropped']} | "
+                  f"{r['latency_s']:.2f} | {r['voxels']} |")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2))
+        return 0
 
     st = result["lockstep"]["stages_ms"]
     ros = st.get("conversion", 0) + st.get("publishing", 0)

@@ -21,7 +21,7 @@ from radseg_core.geometry import (
     validate_rigid_transform,
 )
 from radseg_core.map_io import load_map, save_map
-from radseg_core.query import AlignedFeatures, query_map
+from radseg_core.query import AlignedFeatures, align_and_normalize, query_map
 from radseg_core.types import Candidate, Frame, QueryResult
 from radseg_core.voxel_map import VoxelMap
 
@@ -63,6 +63,7 @@ class MapperConfig:
     point_stride: int = 1
     pose_is_optical: bool = True
     query_threshold: float = 0.5
+    cache_aligned: bool = True  # keep language-aligned voxel features (+2.3 KB/voxel fp16 for SigLIP2-g)
     frame_id: str = "map"
 
 
@@ -113,7 +114,10 @@ class SemanticMapper:
             )
         self.encoder = encoder
         self.map = self._new_map()
-        self._aligned = AlignedFeatures(encoder.align)
+        # Queries and cloud labels need every voxel in text space. The cache re-aligns only voxels changed
+        # since its last use, at the price of a second copy of the features; without it each use
+        # re-aligns the whole map in chunks (slower, no extra memory).
+        self._aligned = AlignedFeatures(encoder.align) if config.cache_aligned else None
 
     # ----------------------------------------------------------------- configuration
     def _new_map(self) -> VoxelMap:
@@ -239,7 +243,7 @@ class SemanticMapper:
         neg = self.encoder.encode_text(negatives)
         return query_map(
             self.map, texts, text, negatives=neg, k=top_k, threshold=c.query_threshold,
-            max_candidates=None, cache=self._aligned,
+            max_candidates=None, cache=self._aligned, align=self.encoder.align,
         )
 
     def _fill_candidates(self, result: QueryResult, top_k: int) -> None:
@@ -312,7 +316,10 @@ class SemanticMapper:
 
     def _feature_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Class of each voxel among the configured classes (softmax(100·cos), as in 2D)."""
-        feats = self._aligned.update(self.map).float()
+        if self._aligned is not None:
+            feats = self._aligned.update(self.map).float()
+        else:
+            feats = align_and_normalize(self.map.values(), self.encoder.align)
         text = self.encoder.encode_text(list(self.config.classes)).float().to(feats.device)
         probs = torch.softmax(100.0 * feats @ torch.nn.functional.normalize(text, dim=1).T, dim=1)
         score, best = probs.max(dim=1)

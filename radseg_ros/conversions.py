@@ -22,6 +22,24 @@ class ConversionError(ValueError):
     """A message that cannot be turned into data (bad encoding, size, calibration or pose)."""
 
 
+try:  # the real cv_bridge where the ROS install has it; the PyPI package of that name is ROS 1 and broken
+    from cv_bridge import CvBridge  # type: ignore[import-not-found]
+
+    _BRIDGE = CvBridge()
+except Exception:  # noqa: BLE001 - ImportError, or a broken install failing in its own import
+    _BRIDGE = None
+
+
+def _via_bridge(msg: Image, encoding: str) -> np.ndarray | None:
+    """cv_bridge's conversion after our own checks; None (use ours) when it is missing or refuses."""
+    if _BRIDGE is None:
+        return None
+    try:
+        return np.array(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding=encoding))
+    except Exception:  # noqa: BLE001 - fall back to the conversion below, which the tests cover
+        return None
+
+
 def _image_array(msg: Image, dtype: type, channels: int) -> np.ndarray:
     """View ``msg.data`` as (H, W[, C]), honouring row padding (``step``) and byte order."""
     itemsize = np.dtype(dtype).itemsize
@@ -46,7 +64,10 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     enc = msg.encoding
     if enc not in COLOR_ENCODINGS:
         raise ConversionError(f"unsupported colour encoding '{enc}'; expected one of {', '.join(COLOR_ENCODINGS)}")
-    arr = _image_array(msg, np.uint8, _CHANNELS[enc])
+    arr = _image_array(msg, np.uint8, _CHANNELS[enc])  # validates size and step even when cv_bridge converts
+    bridged = _via_bridge(msg, "rgb8")
+    if bridged is not None and bridged.shape == (msg.height, msg.width, 3):
+        return bridged
     if enc == "mono8":
         return np.repeat(arr[:, :, None], 3, axis=2)
     if enc.startswith("bgr"):

@@ -55,6 +55,8 @@ SPECS: dict[str, Spec] = {
     "voxel_size": Spec(0.05, "voxel edge length in metres", 0.005, 1.0),
     "storage_dtype": Spec("float16", "dtype of stored voxel features", choices=("float16", "float32")),
     "max_voxels": Spec(0, "memory bound on voxels (0 = unbounded); least-hit voxels are evicted", 0, 100_000_000),
+    "cache_aligned": Spec(True, "keep a language-aligned copy of voxel features for fast queries and cloud "
+                          "labels (+2.3 KB per voxel with SigLIP2); false re-aligns the map per use"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
     "min_depth": Spec(0.1, "depth below this (metres) is ignored", 0.0, 100.0, live=True),
     "max_depth": Spec(5.0, "depth beyond this (metres) is ignored", 0.0, 1000.0, live=True),
@@ -115,6 +117,7 @@ class NodeParams:
     voxel_size: float
     storage_dtype: str
     max_voxels: int
+    cache_aligned: bool
     max_hits: float
     min_depth: float
     max_depth: float
