@@ -56,6 +56,22 @@ class BagReplayer:
         self.remap = remap or {}
         self._pubs: dict[str, object] = {}
 
+    def prepare(self) -> None:
+        """Create every publisher now, so subscribers can match before the first message is sent.
+
+        A volatile publisher created at its first publish would lose that message: nobody is matched yet.
+        """
+        from rosbags.rosbag2 import Reader
+
+        with Reader(self.bag) as reader:
+            for conn in reader.connections:
+                if self.topics is None or conn.topic in self.topics:
+                    self._publisher(conn.topic, conn.msgtype)
+
+    def matched(self) -> bool:
+        """Every publisher has at least one subscription."""
+        return bool(self._pubs) and all(p.get_subscription_count() > 0 for p in self._pubs.values())
+
     def _publisher(self, topic: str, ros_type: str):
         if topic not in self._pubs:
             qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     client = Node("radseg_demo")
     seg_images: list[Image] = []
-    client.create_subscription(Image, "/radseg/segmentation", seg_images.append, QoSProfile(depth=50))
+    seg_sub = client.create_subscription(Image, "/radseg/segmentation", seg_images.append, QoSProfile(depth=50))
 
     def spin(seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -143,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("radseg_node exited:\n" + (output / "node.log").read_text()[-3000:])
             if time.monotonic() > deadline:
                 raise TimeoutError("radseg_node did not start in time")
-        spin(1.5)  # let the camera topics match before the first frame
+        replayer.prepare()
+        while not (replayer.matched() and seg_sub.get_publisher_count() > 0):
+            spin(0.1)
+            if time.monotonic() > deadline:
+                raise TimeoutError("radseg_node did not subscribe to the sample topics")
+        spin(1.0)  # the writers see the match before the node's readers do
 
         def wait_for_segmentation(group) -> None:
             want = len(seg_images) + 1
