@@ -68,6 +68,15 @@ class MapperConfig:
 
 
 @dataclass
+class Encoded:
+    """Encoder output for one frame, before it meets the map."""
+
+    values: torch.Tensor  # (C, h, w) raw features or (K, H, W) class probabilities
+    labels: torch.Tensor | None  # (H, W) int64, 0 = ignore
+    timings: dict[str, float]
+
+
+@dataclass
 class FrameOutput:
     """What one processed frame gives back to the caller."""
 
@@ -183,28 +192,39 @@ class SemanticMapper:
     @torch.no_grad()
     def process(self, frame: Frame) -> FrameOutput:
         """Segment one frame and integrate it into the map."""
+        return self.integrate(frame, self.encode(frame))
+
+    @torch.no_grad()
+    def encode(self, frame: Frame) -> Encoded:
+        """The model's part of a frame; touches no map state, so it may run while the map is queried."""
         validate_rigid_transform(frame.T_world_cam)
-        c = self.config
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         h, w = frame.rgb.shape[:2]
-        if c.mode == "features":
+        if self.config.mode == "features":
             feats = self.encoder.encode_features(frame.rgb)  # (C, h/16, w/16) raw RADIO
             timings["encoder"] = time.perf_counter() - t0
             labels = self._labels_from_features(feats, (h, w))
             timings["segmentation"] = time.perf_counter() - t0 - timings["encoder"]
             values = feats
         else:
-            seg = self.encoder.predict(frame.rgb, c.classes)
+            seg = self.encoder.predict(frame.rgb, self.config.classes)
             timings["encoder"] = time.perf_counter() - t0
             labels, values = seg.labels, seg.probs
+        return Encoded(values=values, labels=labels, timings=timings)
+
+    @torch.no_grad()
+    def integrate(self, frame: Frame, encoded: Encoded) -> FrameOutput:
+        """The map's part of a frame (callers that share the map hold their lock around this only)."""
+        c = self.config
         t1 = time.perf_counter()
         n = self.map.integrate_frame(
-            frame, values, min_depth=c.min_depth, max_depth=c.max_depth, subsample=c.point_stride
+            frame, encoded.values, min_depth=c.min_depth, max_depth=c.max_depth, subsample=c.point_stride
         )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        timings["integration"] = time.perf_counter() - t1
+        timings = {**encoded.timings, "integration": time.perf_counter() - t1}
+        labels = encoded.labels
         label_img = None if labels is None else labels.to("cpu", torch.int32).numpy().astype(np.uint16)
         return FrameOutput(labels=label_img, points=n, timings=timings)
 

@@ -204,8 +204,13 @@ class RadsegNode(Node):
             self._reject(str(exc))
             return
         t1 = time.perf_counter()
+        try:
+            encoded = self.mapper.encode(frame)  # outside the lock: queries stay answered meanwhile
+        except ValueError as exc:
+            self._reject(str(exc))
+            return
         with self.map_lock:
-            result = self.mapper.process(frame)
+            result = self.mapper.integrate(frame, encoded)
         t2 = time.perf_counter()
         if not self.context.ok():  # shutting down: the map is updated, publishing is no longer possible
             return
