@@ -150,9 +150,9 @@ class HFTextTower:
     def __init__(
         self, path: str | os.PathLike, device: str | torch.device = "cpu", max_length: int = 64
     ) -> None:
-        from radseg_core.model.tiny import ensure_timm_importable
+        from radseg_core.compat import patch_torchvision
 
-        ensure_timm_importable()  # transformers may import torchvision
+        patch_torchvision()  # transformers may import torchvision
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(path).expanduser()

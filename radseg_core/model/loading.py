@@ -144,9 +144,9 @@ def _redirect_siglip2(repo: Path, text_dir: str) -> None:
 
 
 def _load_hub_like(spec: RadioSpec) -> nn.Module:
-    from radseg_core.model.tiny import ensure_timm_importable
+    from radseg_core.compat import patch_torchvision
 
-    ensure_timm_importable()  # RADIO's hubconf imports timm (and through it torchvision)
+    patch_torchvision()  # RADIO's hubconf imports timm (and through it torchvision)
     if spec.checkpoint is not None and not Path(spec.checkpoint).expanduser().is_file():
         raise ModelLoadError(f"checkpoint {spec.checkpoint} does not exist.\n" + _download_hint(spec))
     if spec.checkpoint is not None:

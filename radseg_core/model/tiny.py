@@ -172,13 +172,8 @@ class RadioReplica(nn.Module):
         return ret
 
 
-def ensure_timm_importable() -> None:
-    """timm imports torchvision: see :mod:`radseg_core.compat`."""
-    patch_torchvision()
-
-
 def _vit(**kw) -> nn.Module:
-    ensure_timm_importable()
+    patch_torchvision()
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(dynamic_img_size=True, global_pool="", num_classes=0, **kw)
@@ -229,7 +224,7 @@ def build_random_base(lang: str = "siglip2", sam: bool = True, seed: int = 0) ->
     Its adaptor and text-tower sizes follow SigLIP2-g (1536-d) and SAM-H (1280-d) but the text tower is the
     tiny one: text encoding is per query, not per frame, so it does not matter for frame timings.
     """
-    ensure_timm_importable()
+    patch_torchvision()
     import timm
 
     with torch.random.fork_rng():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from radseg_core.compat import patch_torchvision
 from radseg_core.encoder.scra import SCRAAttention, install_scra, remove_scra, scra_weights
-from radseg_core.model.tiny import build_random_tiny, ensure_timm_importable
+from radseg_core.model.tiny import build_random_tiny
 
 
 def reference_scra(attn, x: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -34,7 +35,7 @@ def reference_scra(attn, x: torch.Tensor, scaling: float) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def attn():
-    ensure_timm_importable()
+    patch_torchvision()
     from timm.layers import Attention
 
     torch.manual_seed(0)

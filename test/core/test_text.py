@@ -97,9 +97,9 @@ def test_canonicalize_text():
 
 def _tiny_siglip_dir(path):
     """A SigLIP model + word-level tokenizer saved in HF format, as `huggingface-cli download` would."""
-    from radseg_core.model.tiny import ensure_timm_importable
+    from radseg_core.compat import patch_torchvision
 
-    ensure_timm_importable()
+    patch_torchvision()
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
 
