@@ -22,6 +22,7 @@ from radseg_core.geometry import (
 )
 from radseg_core.map_io import load_map, save_map
 from radseg_core.query import AlignedFeatures, align_and_normalize, query_map
+from radseg_core.registration import register_depth
 from radseg_core.types import Candidate, Frame, QueryResult
 from radseg_core.voxel_map import VoxelMap
 
@@ -164,11 +165,16 @@ class SemanticMapper:
         *,
         stamp: float = 0.0,
         frame_id: str = "",
+        depth_k: np.ndarray | None = None,
+        depth_size: tuple[int, int] | None = None,
+        T_rgb_depth: np.ndarray | None = None,
     ) -> Frame:
         """Validate and assemble a Frame from decoded sensor data; ValueError says what is wrong.
 
         ``K`` belongs to an image of ``camera_size`` (width, height), e.g. CameraInfo's; it is rescaled
-        when the rgb image has another size.
+        when the rgb image has another size. Depth from its own camera (``depth_k`` of an image of
+        ``depth_size`` (width, height), ``T_rgb_depth`` its extrinsic, None: same origin) is registered
+        into the rgb camera first (``radseg_core.registration``).
         """
         depth = depth_to_metres(depth_raw, depth_encoding, self.config.depth_scale)
         w, h = camera_size
@@ -178,6 +184,9 @@ class SemanticMapper:
                     f"rgb {rgb.shape[1]}x{rgb.shape[0]} and camera_info {w}x{h} differ in aspect ratio"
                 )
             K = scale_intrinsics(K, (h, w), rgb.shape[:2])
+        if depth_k is not None:
+            dw, dh = depth_size if depth_size is not None else (depth.shape[1], depth.shape[0])
+            depth = register_depth(depth, depth_k, (dh, dw), K, rgb.shape[:2], T_rgb_depth)
         if abs(depth.shape[1] / rgb.shape[1] - depth.shape[0] / rgb.shape[0]) > 0.02:
             raise ValueError(
                 f"depth {depth.shape[1]}x{depth.shape[0]} is not a rescaled rgb {rgb.shape[1]}x{rgb.shape[0]}: "
