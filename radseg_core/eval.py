@@ -2,27 +2,37 @@
 
 Label convention (the encoder's): ``0`` = ignore / no prediction, ``k`` in ``1..K`` = ``classes[k-1]``.
 
-Protocol (RayFronts ``semseg_eval.py``, which RADSeg's 3D numbers use), applied to every sample
-(pixel, or ground-truth point/voxel) whose ground-truth label is not 0:
+The defaults reproduce RayFronts ``scripts/semseg_eval.py`` + ``scripts/eval_utils.py`` (the metric code
+RADSeg's 3D numbers use); each rule has a switch so other conventions can be reproduced too:
 
-* per class c: ``TP = #(gt=c, pred=c)``, ``FP = #(gt!=c, pred=c)``, ``FN = #(gt=c, pred!=c)``. A
-  prediction of 0 ("nothing above threshold") is therefore a miss for the true class and a false
-  positive for none. Samples with gt = 0 are skipped entirely.
-* ``IoU_c = TP / (TP + FP + FN)``; classes absent from the ground truth (``TP + FN = 0``) get NaN and are
-  left out of the mean: even a perfect segmenter scores 0 on them. (mmseg-style 2D benchmarks instead
-  drop only classes with an empty union; ``exclude_absent=False`` gives that.)
-* ``mIoU`` = mean of the non-NaN IoUs; ``f-mIoU = sum_c w_c IoU_c`` with ``w_c = (TP+FN)_c / sum(TP+FN)``
-  (the ground-truth frequency); ``acc`` = fraction of gt != 0 samples predicted correctly.
-* ``ignore_labels``: classes removed from evaluation (e.g. "ceiling"): their gt samples become 0 and
-  predictions of them become 0, exactly as if the class had not been queried.
-
-3D alignment: a map has labelled voxel centres, the ground truth labelled points; they are put in
-correspondence before counting. ``align="nearest"`` (default; RayFronts ``k > 0``) gives every ground-truth
-point the label of its nearest predicted voxel (the mode of the ``k`` nearest), so unmapped regions are
-scored by whatever was mapped nearby; ``max_distance`` turns predictions farther than that into 0 (a miss),
-which is stricter than the reference. ``align="voxel"`` (RayFronts ``k = 0``) voxelises both at
-``voxel_size`` (majority label per voxel) and compares voxel by voxel over the union: ground-truth voxels
-with no prediction count as misses; predicted voxels with no ground truth are ignored.
+* **Counting** (``eval_gt_pred``): over samples with gt != 0, per class c ``TP = #(gt=c, pred=c)``,
+  ``FP = #(gt!=c, pred=c)``, ``FN = #(gt=c, pred!=c)``. A prediction of 0 ("nothing above threshold") is a
+  miss for the true class and a false positive for none; samples with gt = 0 never count.
+* **IoU / absent classes**: ``IoU_c = TP / (TP + FP + FN)``; classes absent from the ground truth
+  (``TP + FN = 0``) get NaN and are left out of the mean (``exclude_absent=True``; mmseg-style 2D
+  benchmarks drop only classes with an empty union: ``exclude_absent=False``).
+* ``mIoU`` = nanmean of the IoUs; ``f-mIoU = nansum_c w_c IoU_c`` with ``w_c = (TP+FN)_c / sum(TP+FN)``;
+  ``acc`` = fraction of gt != 0 samples predicted correctly.
+* **Ignored classes are never queried** (RayFronts drops them from the class list with
+  ``_init_semseg_mappings(black_list)``): their ground truth becomes 0 and every prediction is the argmax
+  over the remaining classes (:func:`labels_from_scores`), so a point whose best score is an ignored class
+  takes its next-best class. This needs scores; given only labels, a prediction of an ignored class can
+  only be turned into 0 (a miss), which is what ``ConfusionMatrix`` does with labels and what
+  ``radseg-eval --ignore-mode miss`` selects.
+* **3D ground truth** is voxelised first (``voxelize_gt``): RayFronts voxelises external ground truth at
+  the map's voxel size (one-hot sum, argmax: majority label, 0 votes too, ties to the lowest label) and
+  lifts ScanNet's 2D labels into the same kind of voxel map.
+* **Voxel grid** (``grid``): RayFronts voxelises with ``round(p / voxel_size)`` (voxel centres at
+  ``k * voxel_size``, ``geometry3d.pointcloud_to_sparse_voxels``); ``grid="floor"`` gives cells
+  ``[k, k+1) * voxel_size`` (our map's own grid). Ties at exactly .5 round half to even, as ``torch.round``.
+* **Alignment** (``align`` / ``k``): ``"nearest"`` (RayFronts ``k > 0``; every published config uses
+  ``k = 5``) gives every ground-truth voxel the mode of the labels of its ``k`` nearest map voxels (label 0
+  votes too; ties to the lowest label, as ``torch.mode``), so unmapped regions are scored by whatever was
+  mapped nearby; ``max_distance`` turns predictions farther than that into 0 (stricter than the
+  reference). ``"voxel"`` (RayFronts ``k = 0``) compares voxel by voxel over the union: ground-truth
+  voxels with no prediction are misses, predicted voxels with no ground truth are skipped (gt = 0).
+  Upstream sums the label ids of coincident entries; we take the per-voxel majority, which is the same
+  whenever each side has at most one entry per voxel (true for voxel maps at the same size and grid).
 """
 
 from __future__ import annotations
@@ -160,10 +170,62 @@ def nearest_neighbours(query: np.ndarray, points: np.ndarray, k: int = 1) -> tup
     return np.concatenate(ds).reshape(-1, k), np.concatenate(js).reshape(-1, k)
 
 
-def align_nearest(gt_points: np.ndarray, pred_points: np.ndarray, pred_labels: np.ndarray, *, k: int = 1,
+def labels_from_scores(scores: np.ndarray, ignore_labels: Iterable[int] = (), threshold: float = 0.0) -> np.ndarray:
+    """Label per row of ``scores`` (N, K; column k-1 = label k): argmax over the classes not in
+    ``ignore_labels`` (they are never queried), 0 where that best score is below ``threshold``
+    (RayFronts ``compute_semseg_preds``: ``pred[sim_value < prediction_thresh] = 0``)."""
+    s = np.array(scores, dtype=np.float64, ndmin=2)
+    K = s.shape[1]
+    ig = sorted({int(c) for c in ignore_labels})
+    bad = [c for c in ig if not 1 <= c <= K]
+    if bad:
+        raise ValueError(f"ignore_labels {bad} outside 1..{K}")
+    if len(ig) == K:
+        raise ValueError("every class is ignored: nothing left to predict")
+    if ig:
+        s[:, np.asarray(ig) - 1] = -np.inf
+    best = s.argmax(axis=1)
+    score = s[np.arange(len(s)), best]
+    return np.where(score < threshold, 0, best + 1).astype(np.int64)
+
+
+def voxel_keys(points: np.ndarray, voxel_size: float, grid: str = "round") -> np.ndarray:
+    """Integer voxel keys: ``round(p / s)`` (RayFronts; half to even like ``torch.round``) or ``floor``."""
+    q = np.asarray(points, dtype=np.float64) / voxel_size
+    if grid == "round":
+        return np.round(q).astype(np.int64)
+    if grid == "floor":
+        return np.floor(q).astype(np.int64)
+    raise ValueError(f"grid must be 'round' or 'floor', got {grid!r}")
+
+
+def voxel_centres(keys: np.ndarray, voxel_size: float, grid: str = "round") -> np.ndarray:
+    """Centres of voxels ``keys``: ``k * s`` on the round grid, ``(k + 0.5) * s`` on the floor grid."""
+    return (np.asarray(keys, np.float64) + (0.5 if grid == "floor" else 0.0)) * voxel_size
+
+
+def voxelize_labels(points: np.ndarray, labels: np.ndarray, voxel_size: float,
+                    grid: str = "round") -> tuple[np.ndarray, np.ndarray]:
+    """Unique voxel keys (V, 3) and the majority label per voxel; label 0 votes too, ties go to the
+    lowest label (RayFronts: one-hot sum then argmax)."""
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    keys = voxel_keys(np.asarray(points).reshape(-1, 3), voxel_size, grid)
+    if len(keys) == 0:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    uk, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    counts = np.zeros((len(uk), int(labels.max()) + 1), np.int64)
+    np.add.at(counts, (inv, labels), 1)
+    return uk, counts.argmax(1)
+
+
+def align_nearest(gt_points: np.ndarray, pred_points: np.ndarray, pred_labels: np.ndarray, *, k: int = 5,
                   max_distance: float | None = None) -> np.ndarray:
-    """Predicted label for every ground-truth point: mode of its ``k`` nearest predictions (ties: lowest
-    label), 0 when the map is empty or (with ``max_distance``) nothing was predicted close enough."""
+    """Predicted label for every ground-truth point: mode of its ``k`` nearest predictions (label 0 votes
+    too; ties: lowest label, as ``torch.mode``), 0 when the map is empty or (with ``max_distance``)
+    nothing was predicted close enough."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1 for nearest alignment, got {k}")
     pred_labels = np.asarray(pred_labels).astype(np.int64).ravel()
     if len(pred_points) == 0:
         return np.zeros(len(gt_points), np.int64)
@@ -184,26 +246,14 @@ def align_nearest(gt_points: np.ndarray, pred_points: np.ndarray, pred_labels: n
     return np.where(out < 0, 0, out)
 
 
-def _voxel_majority(points: np.ndarray, labels: np.ndarray, voxel_size: float):
-    """Unique voxel keys (V, 3) and the majority label per voxel (ties: lowest label)."""
-    keys = np.floor(np.asarray(points, dtype=np.float64) / voxel_size).astype(np.int64)
-    uk, inv = np.unique(keys, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    n = int(labels.max()) + 1 if len(labels) else 1
-    counts = np.zeros((len(uk), n), np.int64)
-    np.add.at(counts, (inv, np.asarray(labels, dtype=np.int64)), 1)
-    return uk, counts.argmax(1)
-
-
 def align_voxels(gt_points: np.ndarray, gt_labels: np.ndarray, pred_points: np.ndarray,
-                 pred_labels: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
+                 pred_labels: np.ndarray, voxel_size: float, grid: str = "round") -> tuple[np.ndarray, np.ndarray]:
     """(gt, pred) label pairs over the union of occupied voxels; missing side = 0 (see module doc)."""
-    gk, gl = _voxel_majority(gt_points, np.asarray(gt_labels).ravel(), voxel_size)
+    gk, gl = voxelize_labels(gt_points, gt_labels, voxel_size, grid)
     if len(pred_points) == 0:
         return gl, np.zeros_like(gl)
-    pk, pl = _voxel_majority(pred_points, np.asarray(pred_labels).ravel(), voxel_size)
-    allk = np.concatenate([gk, pk])
-    uk, inv = np.unique(allk, axis=0, return_inverse=True)
+    pk, pl = voxelize_labels(pred_points, pred_labels, voxel_size, grid)
+    uk, inv = np.unique(np.concatenate([gk, pk]), axis=0, return_inverse=True)
     inv = inv.ravel()
     g = np.zeros(len(uk), np.int64)
     p = np.zeros(len(uk), np.int64)
@@ -212,23 +262,43 @@ def align_voxels(gt_points: np.ndarray, gt_labels: np.ndarray, pred_points: np.n
     return g, p
 
 
-def miou_3d(gt_points: np.ndarray, gt_labels: np.ndarray, pred_points: np.ndarray, pred_labels: np.ndarray,
-            num_classes: int, *, align: str = "nearest", k: int = 1, voxel_size: float = 0.05,
-            max_distance: float | None = None, ignore_labels: Iterable[int] = (),
+def miou_3d(gt_points: np.ndarray, gt_labels: np.ndarray, pred_points: np.ndarray,
+            pred_labels: np.ndarray | None, num_classes: int, *, pred_scores: np.ndarray | None = None,
+            threshold: float = 0.0, align: str = "nearest", k: int = 5, voxel_size: float = 0.05,
+            grid: str = "round", voxelize_gt: bool = True, max_distance: float | None = None,
+            ignore_labels: Iterable[int] = (), exclude_absent: bool = True,
             classes: Sequence[str] | None = None) -> SegMetrics:
-    """3D mIoU / f-mIoU of a labelled map (voxel centres + labels) against labelled ground-truth points."""
+    """3D mIoU / f-mIoU of a labelled map (voxel centres + labels, or + per-class ``pred_scores`` so
+    ignored classes are not queried) against labelled ground-truth points, RayFronts protocol by default."""
     gt_points = np.asarray(gt_points, dtype=np.float64).reshape(-1, 3)
     pred_points = np.asarray(pred_points, dtype=np.float64).reshape(-1, 3)
-    gt_labels = np.asarray(gt_labels).ravel()
-    pred_labels = np.asarray(pred_labels).ravel()
+    gt_labels = np.asarray(gt_labels).astype(np.int64).ravel()
+    if pred_scores is not None:
+        pred_labels = labels_from_scores(np.asarray(pred_scores).reshape(len(pred_points), num_classes),
+                                         ignore_labels, threshold)
+    elif pred_labels is None:
+        raise ValueError("give pred_labels or pred_scores")
+    pred_labels = np.asarray(pred_labels).astype(np.int64).ravel()
     if len(gt_points) != len(gt_labels) or len(pred_points) != len(pred_labels):
         raise ValueError("points and labels must have the same length")
     if align == "nearest":
+        if voxelize_gt and len(gt_points):
+            keys, gt_labels = voxelize_labels(gt_points, gt_labels, voxel_size, grid)
+            gt_points = voxel_centres(keys, voxel_size, grid)
         g, p = gt_labels, align_nearest(gt_points, pred_points, pred_labels, k=k, max_distance=max_distance)
     elif align == "voxel":
-        g, p = align_voxels(gt_points, gt_labels, pred_points, pred_labels, voxel_size)
+        g, p = align_voxels(gt_points, gt_labels, pred_points, pred_labels, voxel_size, grid)
     else:
         raise ValueError(f"align must be 'nearest' or 'voxel', got {align!r}")
     cm = ConfusionMatrix(num_classes, ignore_labels)
     cm.update(p, g)
-    return cm.metrics(classes)
+    return cm.metrics(classes, exclude_absent=exclude_absent)
+
+
+def mean_over_scenes(per_scene: Sequence[SegMetrics]) -> dict[str, float]:
+    """Mean of the per-scene mIoU / f-mIoU / acc (the papers' tables average scenes, not pooled counts)."""
+    out = {}
+    for key in ("miou", "fmiou", "acc"):
+        v = np.array([getattr(m, key) for m in per_scene], np.float64)
+        out[key] = float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else float("nan")
+    return out

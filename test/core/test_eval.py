@@ -80,12 +80,12 @@ def test_3d_nearest_alignment():
     pred_pts = np.array([[0.1, 0, 0], [1.9, 0, 0], [3.2, 0, 0]])
     pred_lab = np.array([1, 2, 1])
     # gt 1 at x=1 is nearest to the x=1.9 prediction (2): a miss; gt 2 at x=3 gets the 1 at 3.2: a miss
-    np.testing.assert_array_equal(align_nearest(gt_pts, pred_pts, pred_lab), [1, 2, 2, 1])
-    m = miou_3d(gt_pts, gt_lab, pred_pts, pred_lab, num_classes=2)
+    np.testing.assert_array_equal(align_nearest(gt_pts, pred_pts, pred_lab, k=1), [1, 2, 2, 1])
+    m = miou_3d(gt_pts, gt_lab, pred_pts, pred_lab, num_classes=2, k=1)
     assert m.iou[0] == pytest.approx(1 / 3)  # TP 1, FN 1, FP 1
     assert m.iou[1] == pytest.approx(1 / 3)
     # a distance cap turns far matches into "no prediction"
-    capped = align_nearest(gt_pts, pred_pts, pred_lab, max_distance=0.5)
+    capped = align_nearest(gt_pts, pred_pts, pred_lab, k=1, max_distance=0.5)
     np.testing.assert_array_equal(capped, [1, 0, 2, 1])
 
 
@@ -106,10 +106,10 @@ def test_3d_voxel_alignment():
     gt_lab = np.array([1, 1, 2, 2])  # voxel (0,0,0): majority 1; voxel (1,0,0): 2
     pred_pts = np.array([[0.2, 0.2, 0.2], [5.5, 0.5, 0.5]])
     pred_lab = np.array([1, 2])  # voxel (1,0,0) unmapped -> miss; voxel (5,0,0) has no gt -> ignored
-    g, p = align_voxels(gt_pts, gt_lab, pred_pts, pred_lab, vs)
+    g, p = align_voxels(gt_pts, gt_lab, pred_pts, pred_lab, vs, grid="floor")
     pairs = sorted(zip(g.tolist(), p.tolist(), strict=True))
     assert pairs == [(0, 2), (1, 1), (2, 0)]
-    m = miou_3d(gt_pts, gt_lab, pred_pts, pred_lab, 2, align="voxel", voxel_size=vs)
+    m = miou_3d(gt_pts, gt_lab, pred_pts, pred_lab, 2, align="voxel", voxel_size=vs, grid="floor")
     np.testing.assert_allclose(m.iou, [1.0, 0.0])
     assert m.fmiou == pytest.approx(0.5)
 
