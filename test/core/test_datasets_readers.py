@@ -309,8 +309,10 @@ def test_rosbag_real_driver_layout(tmp_path):
     np.testing.assert_allclose(f.K, K, atol=1e-9)
     np.testing.assert_allclose(f.T_world_cam, optical_from_body_pose(pose(0.1)), atol=1e-6)
     assert f.stamp == pytest.approx(50.1) and f.frame_id == "cam"
-    with pytest.raises(ValueError, match="none of 4 rgb images"):
-        RosbagDataset(bag, rgb_topic="/cam/image_color", slop=0.005)  # depth is 10 ms late
+    with pytest.raises(ValueError, match="none of 4 rgb images"):  # depth is 10 ms late
+        RosbagDataset(bag, rgb_topic="/cam/image_color", slop=0.005, pose_is_optical=False)
+    with pytest.raises(ValueError, match=r"pose is of frame \[base\] but the images are in \[cam\]"):
+        RosbagDataset(bag, rgb_topic="/cam/image_color", slop=0.02)  # no TF, no word on what the pose is
     with pytest.raises(ValueError, match="not in bag"):
         RosbagDataset(bag, rgb_topic="/nope")
     with pytest.raises(ValueError, match="has type"):
@@ -360,5 +362,5 @@ def test_rosbag_without_pose_topic_says_so(tmp_path):
         w.add_connection("/camera/depth/image_raw", "sensor_msgs/msg/Image", typestore=ts)
         w.add_connection("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
         w.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=ts)
-    with pytest.raises(ValueError, match="/tf"):
-        RosbagDataset(tmp_path / "nopose")
+    with pytest.raises(ValueError, match="no messages on /camera/color/camera_info"):
+        RosbagDataset(tmp_path / "nopose")  # /tf present, so the pose source is tf; but nothing recorded
