@@ -13,7 +13,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["radseg_core", "radseg_core.*"]),
-    install_requires=["numpy>=1.24", "torch>=2.1", "pyyaml>=6", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "torch>=2.1", "pyyaml>=6", "tqdm>=4.60", "einops>=0.7"],
     extras_require={
         "models": ["timm>=1.0.31", "transformers>=4.50", "open_clip_torch>=2.24"],
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
