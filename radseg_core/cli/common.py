@@ -70,6 +70,31 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+BAG_OPTIONS = ("rgb_topic", "depth_topic", "camera_info_topic", "depth_camera_info_topic", "pose_topic",
+               "pose_source", "map_frame", "camera_frame", "depth_scale", "slop")
+
+
+def add_rosbag_args(p: argparse.ArgumentParser) -> None:
+    """Topics, pose source and frames for rosbag2 inputs (unset: auto-detected, see docs/real_robot.md)."""
+    g = p.add_argument_group("rosbag2 input (default: auto-detect)")
+    g.add_argument("--rgb-topic", default=None, help="colour Image or CompressedImage topic")
+    g.add_argument("--depth-topic", default=None,
+                   help="depth Image (16UC1 / 32FC1) or its compressedDepth topic; aligned depth is preferred")
+    g.add_argument("--camera-info-topic", default=None, help="CameraInfo of the colour camera")
+    g.add_argument("--depth-camera-info-topic", default=None,
+                   help="CameraInfo of the depth camera, used to register unaligned depth (default: next to it)")
+    g.add_argument("--pose-topic", default=None, help="PoseStamped / PoseWithCovarianceStamped / Odometry topic")
+    g.add_argument("--pose-source", default="auto", choices=["auto", "pose", "odometry", "tf"],
+                   help="camera pose from a pose topic (of the camera optical frame), an Odometry of a body "
+                        "frame + the /tf_static extrinsic, or the /tf tree")
+    g.add_argument("--map-frame", default=None,
+                   help="frame the map is built in (default: the pose's header frame; for tf: map, else odom)")
+    g.add_argument("--camera-frame", default=None, help="colour optical frame (default: the images' frame_id)")
+    g.add_argument("--depth-scale", type=positive_float, default=0.001, help="metres per 16UC1 depth unit")
+    g.add_argument("--slop", type=positive_float, default=0.05,
+                   help="max seconds between an rgb image and its depth image / nearest pose")
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -159,12 +184,22 @@ def build_mapper(config):
     return SemanticMapper(config)
 
 
-def open_input(path: str, *, stride: int = 1, max_frames: int | None = None, resize: int | None = None):
-    """A dataset reader for a path or built-in name; errors name what was expected."""
-    from radseg_core.datasets import open_dataset
+def open_input(path: str, *, stride: int = 1, max_frames: int | None = None, resize: int | None = None,
+               bag_options: dict | None = None):
+    """A dataset reader for a path or built-in name; errors name what was expected.
 
+    ``bag_options`` (reader keyword arguments, see :data:`BAG_OPTIONS`) apply to rosbag2 inputs only;
+    those left at their defaults are not passed, and any other one given for another input is an error.
+    """
+    from radseg_core.datasets import detect_kind, open_dataset
+
+    defaults = {"pose_source": "auto", "depth_scale": 0.001, "slop": 0.05}
+    given = {k: v for k, v in (bag_options or {}).items() if v is not None and v != defaults.get(k)}
     try:
-        return open_dataset(path, stride=stride, max_frames=max_frames, resize=resize)
+        if given and detect_kind(path) != "rosbag":
+            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+            raise CLIError(f"{flags} apply to rosbag2 inputs only, and {path} is not one")
+        return open_dataset(path, stride=stride, max_frames=max_frames, resize=resize, **given)
     except FileNotFoundError as e:
         raise CLIError(str(e)) from None
 

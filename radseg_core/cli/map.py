@@ -33,6 +33,7 @@ examples:
   radseg-map sample -o out/sample                       # real weights (downloaded on first use)
   radseg-map synthetic-room --model random-tiny -o out/room --max-frames 4   # offline smoke run
   radseg-map recording.mcap --stride 5 --resize 480 --classes floor,wall,chair,door -o out/bag
+  radseg-map robot_bag/ --pose-source odometry --map-frame map -o out/robot   # /odom + /tf_static (docs/real_robot.md)
   radseg-map ~/data/replica/room0 --mode probabilities --voxel-size 0.05 --save-every 200
 """
 
@@ -45,17 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save map.rsmap every N frames (a checkpoint for long recordings)")
     p.add_argument("--no-segmentation", action="store_true", help="do not write segmentation/ images")
     common.add_input_args(p)
+    common.add_rosbag_args(p)
     common.add_model_args(p)
     common.add_map_args(p)
     return p
 
 
-def config_from_args(args: argparse.Namespace, classes: list[str]):
+def config_from_args(args: argparse.Namespace, classes: list[str], frame_id: str | None = None):
     from radseg_core.pipeline import MapperConfig
 
+    extra = {"frame_id": frame_id} if frame_id else {}
     return MapperConfig(model=args.model, lang_model=args.lang, text_model_path=args.text_model_path,
                         device=args.device, dtype=args.dtype, mode=args.mode, classes=classes,
-                        voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth)
+                        voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
+                        **extra)
+
+
+def input_report(dataset) -> dict:
+    """What a bag reader chose and which rgb images it skipped, and why (empty for other inputs)."""
+    if not hasattr(dataset, "skipped"):
+        return {}
+    return {"topics": dict(dataset.topics), "pose_source": dataset.pose_source, "map_frame": dataset.map_frame,
+            "camera_frame": dataset.camera_frame, "depth_registered": dataset.registered_depth,
+            "frames_skipped": int(sum(dataset.skipped.values())), "skipped": dict(dataset.skipped),
+            "skipped_examples": dict(dataset.skipped_examples)}
 
 
 def choose_classes(args: argparse.Namespace, dataset) -> list[str]:
@@ -140,14 +154,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    dataset = common.open_input(args.input, stride=args.stride, max_frames=args.max_frames, resize=args.resize)
+    dataset = common.open_input(args.input, stride=args.stride, max_frames=args.max_frames, resize=args.resize,
+                                bag_options={k: getattr(args, k) for k in common.BAG_OPTIONS})
     if len(dataset) == 0:
         raise common.CLIError(f"{args.input}: no frames (check --stride / --max-frames)")
+    report = input_report(dataset)
+    if report:
+        print(f"{PROG}: {report['topics']}, pose source {report['pose_source']}, map frame "
+              f"{report['map_frame']}, camera frame {report['camera_frame']}"
+              f"{', depth registered into the colour camera' if report['depth_registered'] else ''}",
+              file=sys.stderr)
+        for reason, n in report["skipped"].items():
+            print(f"{PROG}: skipped {n} rgb image(s): {reason} (e.g. {report['skipped_examples'][reason]})",
+                  file=sys.stderr)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = choose_classes(args, dataset)
     t0 = time.perf_counter()
-    mapper = common.build_mapper(config_from_args(args, classes))
+    mapper = common.build_mapper(config_from_args(args, classes, report.get("map_frame")))
     load_s = time.perf_counter() - t0
     with dataset:
         stats = map_dataset(dataset, mapper, out_dir, save_every=args.save_every,
@@ -162,6 +186,7 @@ def _main(args: argparse.Namespace) -> int:
         "classes": classes,
         "voxel_size": args.voxel_size,
         **stats,
+        **report,
         "model_load_seconds": load_s,
         "voxels": len(mapper.map),
         "bytes": mapper.nbytes(),

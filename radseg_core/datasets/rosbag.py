@@ -405,7 +405,7 @@ class RosbagDataset(FrameDataset):
 
         t, rgb_rec, depth_rec, T, (_, K, info_hw), reg = self._items[raw_index]
         rgb_msg, depth_msg = self._fetch(rgb_rec), self._fetch(depth_rec)
-        rgb = np.ascontiguousarray(message_to_cvimage(rgb_msg, "rgb8"))
+        rgb = np.require(message_to_cvimage(rgb_msg, "rgb8"), requirements=["C", "W"])  # writable for torch
         if depth_msg.__msgtype__ == COMPRESSED:
             raw_depth, enc = decode_compressed_depth(depth_msg.format, depth_msg.data)
         else:
