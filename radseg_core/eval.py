@@ -302,3 +302,70 @@ def mean_over_scenes(per_scene: Sequence[SegMetrics]) -> dict[str, float]:
         v = np.array([getattr(m, key) for m in per_scene], np.float64)
         out[key] = float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else float("nan")
     return out
+
+
+class LabelVoxelizer:
+    """Lifts per-pixel labels of posed depth frames into voxels with a majority label (RayFronts lifts
+    ScanNet's 2D labels through a voxel map of one-hot features: the per-voxel mean of one-hots, i.e. the
+    label counts, then argmax). Counts are reduced per frame so memory grows with voxels, not pixels."""
+
+    def __init__(self, voxel_size: float = 0.05, grid: str = "round"):
+        self.voxel_size, self.grid = float(voxel_size), grid
+        self._keys: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+
+    def add_frame(self, depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, labels: np.ndarray) -> None:
+        from radseg_core.geometry import backproject_depth
+
+        depth = np.asarray(depth, np.float32)
+        if np.asarray(labels).shape != depth.shape:
+            raise ValueError(f"labels {np.asarray(labels).shape} and depth {depth.shape} differ in size")
+        pts, r, c = backproject_depth(torch.from_numpy(depth), K)
+        T = np.asarray(T_world_cam, np.float64)
+        xyz = pts.numpy().astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        lab = np.asarray(labels, np.int64)[r.numpy(), c.numpy()]
+        keys = voxel_keys(xyz, self.voxel_size, self.grid)
+        rows, cnt = np.unique(np.column_stack([keys, lab]), axis=0, return_counts=True)
+        self._keys.append(rows[:, :3])
+        self._labels.append(rows[:, 3])
+        self._counts.append(cnt)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel centres (V, 3) and majority labels (V,) (0 votes too, ties to the lowest label)."""
+        if not self._keys:
+            return np.zeros((0, 3)), np.zeros(0, np.int64)
+        keys, lab, cnt = (np.concatenate(x) for x in (self._keys, self._labels, self._counts))
+        uk, inv = np.unique(keys, axis=0, return_inverse=True)
+        counts = np.zeros((len(uk), int(lab.max()) + 1), np.int64)
+        np.add.at(counts, (inv.ravel(), lab), cnt)
+        return voxel_centres(uk, self.voxel_size, self.grid), counts.argmax(1)
+
+
+def compute_semseg_preds(probs: np.ndarray, prompt_denoising: float = 0.5, threshold: float = 0.1) -> np.ndarray:
+    """Labels of map voxels from their class probabilities (N, K), RayFronts ``compute_semseg_preds``:
+    a class whose best probability over *all* voxels is below ``prompt_denoising`` is dropped (MaskCLIP+
+    prompt denoising), then argmax + 1, and 0 where the winning probability is below ``threshold``."""
+    p = np.array(probs, dtype=np.float64, ndmin=2)
+    if len(p) == 0:
+        return np.zeros(0, np.int64)
+    weak = p.max(axis=0) < prompt_denoising
+    p[:, weak] = -np.inf
+    best = p.argmax(axis=1)
+    score = p[np.arange(len(p)), best]
+    return np.where(score < threshold, 0, best + 1).astype(np.int64)
+
+
+def voxel_class_probs(mapper) -> np.ndarray:
+    """(N, K) class probabilities of every map voxel over ``mapper.config.classes``: softmax(100 cos) of
+    the language-aligned voxel features (features mode) or the averaged stored probabilities."""
+    m = mapper.map
+    if len(m) == 0:
+        return np.zeros((0, len(mapper.config.classes)), np.float32)
+    if m.mode == "probabilities":
+        return m.values().float().cpu().numpy()
+    from radseg_core.query import align_and_normalize
+
+    feats = align_and_normalize(m.values(), mapper.encoder.align)
+    text = torch.nn.functional.normalize(mapper.encoder.encode_text(list(mapper.config.classes)).float(), dim=1)
+    return torch.softmax(100.0 * feats.float() @ text.to(feats.device).T, dim=1).cpu().numpy()

@@ -17,13 +17,19 @@ Evaluate semantic mapping on a labelled RGB-D dataset with the RADSeg / RayFront
 
 The dataset's classes are the label set. Each map voxel gets a class: in features mode the argmax over
 the classes of softmax(100 cos(aligned voxel feature, class text embedding)); in probabilities mode the
-argmax of the stored probabilities (class names are matched to the dataset's by name). Every
-ground-truth point takes the label of its nearest voxel (--align nearest, default) or both are
-voxelised and compared voxel by voxel (--align voxel). Ground truth 0 is ignored; classes absent from
-the ground truth are left out of the mean. 2D mIoU compares each frame's segmentation with its labels
-(only when frames are processed, i.e. without --map).
+argmax of the stored probabilities (class names are matched to the dataset's by name). Defaults follow
+RayFronts' semseg_eval (used for RADSeg's 3D table): the ground truth is voxelised on the round grid,
+each ground-truth voxel takes the majority label of its k = 5 nearest map voxels (--align nearest) or
+both are compared voxel by voxel (--align voxel); --ignore'd classes are never queried; ground truth 0
+is ignored; classes absent from the ground truth are left out of the mean. 2D mIoU compares each
+frame's segmentation with its labels (only when frames are processed, i.e. without --map).
 
-Labelled inputs: "synthetic-room" now; ScanNet / Replica / TUM folders once they carry labels.
+Benchmarks with the paper's settings (see docs/eval.md):
+  radseg-eval replica PATH [--preset radseg-3d]      Replica (NICE-SLAM layout), Tab. 2
+  radseg-eval scannet PATH [--preset radseg-3d]      ScanNet (SensReader export), Tab. 2
+  radseg-eval 2d {voc,context,ade20k,cityscapes,cocostuff} ROOT [--preset low|mid|high]   Tab. 1
+
+Labelled inputs: "synthetic-room"; Replica / ScanNet folders with labels (docs/eval.md).
 Prints the tables and writes OUT_DIR/eval.json (and the map it built, OUT_DIR/map.rsmap).
 """
 EPILOG = """\
@@ -32,7 +38,29 @@ examples:
   radseg-eval synthetic-room --model random-tiny --max-frames 4 -o out/eval   # pipeline check only
   radseg-eval synthetic-room --map out/room/map.rsmap -o out/eval   # score an existing map
   radseg-eval ~/data/scannet/scene0000_00 --stride 10 --align voxel --mode probabilities
+  radseg-eval replica ~/data/Replica --preset radseg-3d -o out/replica        # RADSeg Tab. 2 settings
+  radseg-eval 2d voc ~/data/VOCdevkit --preset mid -o out/voc                  # RADSeg Tab. 1 settings
 """
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """One flag per rule of the 3D protocol (defaults: RayFronts semseg_eval)."""
+    g = p.add_argument_group("3D protocol (defaults: RayFronts semseg_eval)")
+    g.add_argument("--k", type=common.positive_int, default=None,
+                   help="nearest map voxels voted per ground-truth voxel (default 5, every published config)")
+    g.add_argument("--grid", default="round", choices=["round", "floor"],
+                   help="voxel grid: round(p/s) as RayFronts (default) or floor(p/s)")
+    g.add_argument("--no-voxelize-gt", action="store_true",
+                   help="score ground-truth points one by one instead of voxelising them first")
+    g.add_argument("--ignore-mode", default="not-queried", choices=["not-queried", "miss"],
+                   help="ignored classes are left out of the queries (default, upstream) or their "
+                        "predictions count as misses")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="prediction threshold: best probability below it = no prediction (default: the "
+                        "mapper's, 0.1 in presets)")
+    g.add_argument("--exclude-absent", default="gt", choices=["gt", "union"],
+                   help="classes left out of the mean: absent from the ground truth (RayFronts, default) "
+                        "or with an empty union (mmseg)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --align nearest: voxels farther than this (m) count as misses")
     p.add_argument("--ignore", default=None, help="comma-separated classes left out of the evaluation")
     p.add_argument("--segmentation", action="store_true", help="also write segmentation/ images")
+    add_protocol_args(p)
     common.add_input_args(p)
     common.add_model_args(p, default=None)  # None: the map's model with --map, else c-radio_v3-b
     g = p.add_argument_group("mapping")
@@ -57,17 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def probability_labels(vmap, map_classes: list[str], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per voxel: dataset label (argmax probability, renamed by class name; 0 = none / unknown) and score."""
+def probability_labels(vmap, map_classes: list[str | None], classes: list[str],
+                       threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel: dataset label and score. The argmax runs over the map's classes that are dataset classes
+    (None / unknown names are not queried), renamed by name; 0 where the best probability <= threshold."""
     if len(vmap) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(map_classes) != vmap.dim:
         raise common.CLIError(f"the map has {vmap.dim} probabilities but names {len(map_classes)} classes")
-    probs = vmap.values().float()
-    score, best = probs.max(dim=1)
+    probs = vmap.values().float().numpy().copy()
     lut = np.array([0] + [classes.index(n) + 1 if n in classes else 0 for n in map_classes], np.int64)
-    raw = np.where(score.numpy() > 0, best.numpy() + 1, 0)
-    return lut[raw], score.numpy().astype(np.float32)
+    probs[:, lut[1:] == 0] = -np.inf
+    best = probs.argmax(axis=1)
+    score = probs[np.arange(len(probs)), best]
+    raw = np.where(score > max(threshold, 0.0), best + 1, 0)
+    return lut[raw], np.where(np.isfinite(score), score, 0).astype(np.float32)
+
+
+def _map_labels(mapper, args) -> np.ndarray:
+    """Voxel labels over the mapper's classes, RayFronts ``compute_semseg_preds`` (map-wide prompt
+    denoising, then the prediction threshold)."""
+    from radseg_core.eval import compute_semseg_preds, voxel_class_probs
+
+    return compute_semseg_preds(voxel_class_probs(mapper), mapper.config.prompt_denoising, args.threshold or 0.0)
 
 
 def _clean(d):
@@ -82,6 +123,16 @@ def _clean(d):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("replica", "scannet", "2d"):
+        from radseg_core.cli import eval_bench as bench
+
+        kind = argv[0]
+        parser = bench.build_parser_2d() if kind == "2d" else bench.build_parser_3d(kind)
+        args = common.parse(parser, argv[1:])
+        if isinstance(args, int):
+            return args
+        return common.run(PROG, lambda: bench.main_2d(args) if kind == "2d" else bench.main_3d(kind, args))
     args = common.parse(build_parser(), argv)
     return args if isinstance(args, int) else common.run(PROG, lambda: _main(args))
 
@@ -102,9 +153,14 @@ def _main(args: argparse.Namespace) -> int:
     if unknown:
         raise common.CLIError(f"--ignore names {unknown}, which are not classes of the dataset ({classes})")
     ignore_ids = [classes.index(c) + 1 for c in ignore]
+    # not-queried: the mapper only knows the kept classes; its label j maps back to lut[j]
+    queried = [c for c in classes if c not in ignore] if args.ignore_mode == "not-queried" else classes
+    lut = np.array([0] + [classes.index(c) + 1 for c in queried], np.int64)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     K = len(classes)
+    if args.k is not None and args.align == "voxel":
+        raise common.CLIError("--k applies to --align nearest (voxel alignment is RayFronts' k = 0)")
     report: dict = {"input": str(args.input), "classes": classes, "ignore": ignore, "align": args.align,
                     "gt_points": len(gt_points)}
     metrics_2d = None
@@ -114,21 +170,21 @@ def _main(args: argparse.Namespace) -> int:
         report.update(map=str(args.map), mode=cfg.mode, frames=vmap.frames_integrated)
         if cfg.mode == "probabilities":  # no model needed: labels are in the map
             xyz = vmap.centers().numpy()
-            labels, _ = probability_labels(vmap, cfg.classes, classes)
+            kept = [c if c in queried else None for c in cfg.classes]
+            labels, _ = probability_labels(vmap, kept, classes, threshold=args.threshold or 0.0)
             n_vox = len(vmap)
         else:
             mapper = common.build_mapper(cfg)
             mapper.load(args.map)
-            mapper.config.classes = classes
-            cloud = mapper.cloud()
-            xyz, labels, n_vox = cloud["xyz"], cloud["label"], len(mapper.map)
+            mapper.config.classes = queried
+            xyz, labels, n_vox = mapper.map.centers().numpy(), lut[_map_labels(mapper, args)], len(mapper.map)
     else:
         from radseg_core.cli.map import map_dataset
         from radseg_core.pipeline import MapperConfig
 
         model_name = args.model or common.DEFAULT_MODEL
         cfg = MapperConfig(model=model_name, lang_model=args.lang, text_model_path=args.text_model_path,
-                           device=args.device, dtype=args.dtype, mode=args.mode, classes=classes,
+                           device=args.device, dtype=args.dtype, mode=args.mode, classes=queried,
                            voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth)
         mapper = common.build_mapper(cfg)
         cm2d = ConfusionMatrix(K, ignore_ids)
@@ -144,24 +200,29 @@ def _main(args: argparse.Namespace) -> int:
             except NotImplementedError:
                 has_2d = False
                 return
-            pred = out.labels
+            pred = lut[out.labels.astype(np.int64)]
             if pred.shape != gt.shape:
                 import cv2
 
-                pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST)
+                pred = cv2.resize(pred.astype(np.int32), (gt.shape[1], gt.shape[0]),
+                                  interpolation=cv2.INTER_NEAREST)
             cm2d.update(pred, gt)
 
         with dataset:
             stats = map_dataset(dataset, mapper, out_dir, segmentation=args.segmentation,
                                 show_progress=not args.no_progress, on_frame=on_frame)
         mapper.save(out_dir / "map.rsmap")
-        cloud = mapper.cloud()
-        xyz, labels, n_vox = cloud["xyz"], cloud["label"], len(mapper.map)
+        xyz, labels, n_vox = mapper.map.centers().numpy(), lut[_map_labels(mapper, args)], len(mapper.map)
         report.update(mode=args.mode, frames=stats["frames"], seconds_per_stage_mean=stats["seconds_per_stage_mean"])
         if has_2d:
             metrics_2d = cm2d.metrics(classes)
+    k = args.k or 5
     metrics_3d = miou_3d(gt_points, gt_labels, xyz, labels, K, align=args.align, voxel_size=cfg.voxel_size,
-                         max_distance=args.max_distance, ignore_labels=ignore_ids, classes=classes)
+                         k=k, grid=args.grid, voxelize_gt=not args.no_voxelize_gt,
+                         max_distance=args.max_distance, ignore_labels=ignore_ids, classes=classes,
+                         exclude_absent=args.exclude_absent == "gt")
+    report.update(protocol={"k": k, "grid": args.grid, "voxelize_gt": not args.no_voxelize_gt,
+                            "ignore_mode": args.ignore_mode, "exclude_absent": args.exclude_absent})
     random = common.is_random(model_name)
     report.update(model=model_name, random_weights=random, voxels=n_vox, voxel_size=cfg.voxel_size,
                   miou_3d=metrics_3d.as_dict(), miou_2d=None if metrics_2d is None else metrics_2d.as_dict())

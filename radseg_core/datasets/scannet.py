@@ -5,11 +5,17 @@ Depth (640x480, millimetres) is registered to colour but has its own intrinsics
 NICE-SLAM and RayFronts we therefore resize colour to the depth size and use the depth intrinsics: rgb
 and depth then share pixels and ``K`` exactly. Poses (``pose/<i>.txt``, 4x4 camera-to-world, optical
 convention) are ``-inf`` where tracking failed; those frames are skipped, not given a made-up pose.
-Optional ``label-filt/<i>.png`` (raw ScanNet label ids, 0 = unannotated) are returned by ``labels``.
+Optional ``label-filt/<i>.png`` (also ``<scene>_2d-label-filt/label-filt/``, the official zip's layout;
+raw ScanNet label ids, 0 = unannotated) are returned by ``labels``. With ``scannetv2-labels.combined.tsv``
+in the scene folder or its parent (RayFronts' layout) they are mapped to NYU40 (the ``nyu40id`` column;
+classes = ``nyu40class`` names by id), the label set RADSeg's 3D table uses, and ``gt_points`` lifts
+them into ground-truth voxels (RADSeg A3: "we derive the ground truth by lifting the 2D semantic
+segmentation annotations into 3D").
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -20,6 +26,7 @@ from radseg_core.types import Frame
 
 SCANNET_DEPTH_SCALE = 0.001  # metres per unit
 SCANNET_FPS = 30.0
+TSV = "scannetv2-labels.combined.tsv"
 
 
 def is_scannet(path: Path) -> bool:
@@ -50,7 +57,12 @@ class ScanNetDataset(FrameDataset):
         self._rgb = _stem_map(self.root / "color", (".jpg", ".png"))
         self._depth = _stem_map(self.root / "depth", (".png",))
         self._pose = _stem_map(self.root / "pose", (".txt",))
-        self._label = _stem_map(self.root / "label-filt", (".png",))
+        self._label = _stem_map(self.root / "label-filt", (".png",)) or _stem_map(
+            self.root / f"{self.root.name}_2d-label-filt" / "label-filt", (".png",))
+        self._id_to_index: np.ndarray | None = None
+        tsv = next((p for p in (self.root / TSV, self.root.parent / TSV) if p.is_file()), None)
+        if tsv is not None:
+            self.classes, self._id_to_index = read_nyu40_mapping(tsv)
         self._ids, self._poses = [], {}
         for fid in sorted(set(self._rgb) & set(self._depth) & set(self._pose)):
             T = np.loadtxt(self._pose[fid]).reshape(4, 4)
@@ -76,4 +88,52 @@ class ScanNetDataset(FrameDataset):
             raise FileNotFoundError(f"{self.root}: no label-filt/{fid}.png")
         lab = cv2.imread(str(self._label[fid]), cv2.IMREAD_UNCHANGED).astype(np.int32)
         H, W = cv2.imread(str(self._depth[fid]), cv2.IMREAD_UNCHANGED).shape
-        return cv2.resize(lab, (W, H), interpolation=cv2.INTER_NEAREST) if lab.shape != (H, W) else lab
+        lab = cv2.resize(lab, (W, H), interpolation=cv2.INTER_NEAREST) if lab.shape != (H, W) else lab
+        if self._id_to_index is not None:
+            ok = (lab >= 0) & (lab < len(self._id_to_index))
+            lab = np.where(ok, self._id_to_index[np.clip(lab, 0, len(self._id_to_index) - 1)], 0).astype(np.int32)
+        return lab
+
+    def gt_points(self, voxel_size: float = 0.05, grid: str = "round") -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth lifted from the NYU40 label images of the selected frames (stride applies, as
+        RayFronts lifts the frames it maps) into voxels: majority label per voxel, at the depth size."""
+        if self._id_to_index is None:
+            raise NotImplementedError(f"{self.root}: no {TSV} next to the scene, so labels have no NYU40 names")
+        if not self._label:
+            raise NotImplementedError(f"{self.root}: no label-filt/ images")
+        from radseg_core.eval import LabelVoxelizer
+
+        vox = LabelVoxelizer(voxel_size, grid)
+        for i in range(len(self)):
+            raw = self.raw_index(i)
+            frame = self._load(raw)
+            vox.add_frame(frame.depth, frame.K, frame.T_world_cam, self._load_labels(raw))
+        return vox.result()
+
+
+def read_nyu40_mapping(tsv: Path) -> tuple[list[str], np.ndarray]:
+    """NYU40 class names (by ``nyu40id``) and a lookup table raw ScanNet id -> label (0 = unannotated)."""
+    raw_to_nyu: dict[int, int] = {}
+    names: dict[int, str] = {}
+    with open(tsv, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        missing = {"id", "nyu40id", "nyu40class"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{tsv}: missing columns {sorted(missing)}")
+        for row in reader:
+            try:
+                rid, nid = int(row["id"]), int(row["nyu40id"])
+            except (TypeError, ValueError):
+                continue
+            raw_to_nyu[rid] = nid
+            if nid > 0:
+                names[nid] = row["nyu40class"]
+    if not names:
+        raise ValueError(f"{tsv}: no NYU40 classes")
+    ids = sorted(names)
+    nyu_to_label = {n: k + 1 for k, n in enumerate(ids)}
+    lut = np.zeros(max(raw_to_nyu) + 1, np.int64)
+    for rid, nid in raw_to_nyu.items():
+        if rid >= 0:
+            lut[rid] = nyu_to_label.get(nid, 0)
+    return [names[n] for n in ids], lut

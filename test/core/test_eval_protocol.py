@@ -8,6 +8,7 @@ import pytest
 from radseg_core.eval import (
     align_nearest,
     align_voxels,
+    compute_semseg_preds,
     labels_from_scores,
     mean_over_scenes,
     miou_2d,
@@ -127,3 +128,15 @@ def test_mean_over_scenes_averages_scene_numbers():
 def test_bad_k_raises():
     with pytest.raises(ValueError, match="k must"):
         align_nearest(np.zeros((1, 3)), np.zeros((1, 3)), [1], k=0)
+
+
+def test_map_predictions_denoise_then_threshold():
+    # 3 voxels x 3 classes. Class 3 never reaches 0.5 anywhere -> dropped (prompt denoising).
+    p = np.array([[0.6, 0.05, 0.35], [0.2, 0.39, 0.41], [0.15, 0.8, 0.05]])
+    # voxel 1: class 3 (0.41) dropped -> class 2 (0.39); voxel 0: class 1; voxel 2: class 2
+    np.testing.assert_array_equal(compute_semseg_preds(p, 0.5, 0.1), [1, 2, 2])
+    # threshold 0.4: voxel 1's 0.39 -> no prediction
+    np.testing.assert_array_equal(compute_semseg_preds(p, 0.5, 0.4), [1, 0, 2])
+    # no denoising: voxel 1 keeps class 3
+    np.testing.assert_array_equal(compute_semseg_preds(p, 0.0, 0.1), [1, 3, 2])
+    assert compute_semseg_preds(np.zeros((0, 3))).shape == (0,)
