@@ -92,7 +92,7 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
 
     common.write_json(out_dir / "eval.json", _clean(report))
     print(f"{kind}, preset {args.preset}: {len(run.classes)} classes, ignored {run.ignore or 'none'}, "
-          f"k={preset.k}, {preset.voxel_size} m voxels, every {preset.frame_skip + 1}th frame, "
+          f"k={preset.k}, {preset.voxel_size} m voxels, frame skip {preset.frame_skip}, "
           f"input {preset.input_hw[0]}x{preset.input_hw[1]}, window {preset.crop}/{preset.window_stride}")
     print(run.table())
     if random:

@@ -1,0 +1,178 @@
+"""Benchmark presets end to end on tiny folders laid out like Replica (NICE-SLAM) and ScanNet, plus the
+readers' label mappings and the ground-truth lifting, checked by hand. The model is random-tiny: the
+numbers only show the pipeline runs and must be labelled as random weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from radseg_core.cli import eval as eval_cli
+from radseg_core.datasets import ReplicaDataset, ScanNetDataset
+from radseg_core.eval import LabelVoxelizer
+from radseg_core.eval_bench import PRESETS_2D, RADSEG_3D, Preset2D, Preset3D, resize_exact
+from radseg_core.types import Frame
+
+MODEL = ["--model", "random-tiny", "--device", "cpu", "--no-progress"]
+H, W = 24, 40
+K = np.array([[20.0, 0, W / 2 - 0.5], [0, 20.0, H / 2 - 0.5], [0, 0, 1]])
+
+
+def _replica(root: Path, n: int = 12) -> Path:
+    scene = root / "office0"
+    (scene / "results").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(scene / "results" / f"frame{i:06d}.jpg"), rng.integers(0, 255, (H, W, 3), np.uint8))
+        cv2.imwrite(str(scene / "results" / f"depth{i:06d}.png"), np.full((H, W), 6554, np.uint16))  # ~1 m
+    np.savetxt(scene / "traj.txt", np.tile(np.eye(4).ravel(), (n, 1)))
+    info = root / "semantic_info" / "office_0"
+    info.mkdir(parents=True)
+    classes = [{"id": 0, "name": "undefined"}, {"id": 3, "name": "wall"}, {"id": 7, "name": "chair"},
+               {"id": 12, "name": "ceiling"}]
+    (info / "info_semantic.json").write_text(json.dumps({"classes": classes}))
+    x, y = np.meshgrid(np.linspace(-0.9, 0.9, 19), np.linspace(-0.5, 0.5, 11))
+    xyz = np.column_stack([x.ravel(), y.ravel(), np.ones(x.size)])
+    ids = np.where(xyz[:, 0] < 0, 3, 7)
+    ids[:3] = -1  # unlabelled
+    np.savez(scene / "semseg_gt.npz", semseg_gt_xyz=xyz, semseg_gt_label=ids)
+    return scene
+
+
+def test_replica_reader_classes_and_gt(tmp_path):
+    scene = _replica(tmp_path)
+    ds = ReplicaDataset(scene, stride=11)
+    assert ds.classes == ["wall", "chair", "ceiling"]  # sorted by Replica id, id 0 dropped
+    assert len(ds) == 2  # frames 0 and 11: frame skip 10 = consume one, drop ten
+    xyz, lab = ds.gt_points()
+    assert xyz.shape == (209, 3)
+    assert set(lab[:3]) == {0} and set(lab[3:]) == {1, 2}  # id 3 -> 1 (wall), 7 -> 2 (chair), -1 -> 0
+    assert (lab[3:][xyz[3:, 0] < 0] == 1).all()
+
+
+def test_replica_without_labels_says_what_is_missing(tmp_path):
+    scene = _replica(tmp_path)
+    (scene / "semseg_gt.npz").unlink()
+    with pytest.raises(NotImplementedError, match="semseg_gt.npz"):
+        ReplicaDataset(scene).gt_points()
+
+
+def test_replica_preset_end_to_end(tmp_path, capsys):
+    root = tmp_path / "Replica"
+    _replica(root)
+    out = tmp_path / "out"
+    rc = eval_cli.main(["replica", str(root), "--preset", "radseg-3d", "--input-size", "32x48", "-o", str(out),
+                        "--ignore", "ceiling", *MODEL])
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "RANDOM WEIGHTS" in stdout and "office0" in stdout and "mean" in stdout
+    assert "paper" not in stdout  # the paper's numbers are never printed next to random weights
+    rep = json.loads((out / "eval.json").read_text())
+    assert rep["random_weights"] is True and "nothing about quality" in rep["note"]
+    p = rep["preset"]
+    assert (p["voxel_size"], p["frame_skip"], p["k"], p["grid"], p["prediction_threshold"]) == (
+        0.05, 10, 5, "round", 0.1)
+    assert (p["crop"], p["window_stride"], p["input_hw"]) == (336, 112, [32, 48])
+    assert rep["ignore"] == ["ceiling"]
+    modes = [(s["scene"], s["mode"], s["frames"]) for s in rep["scenes"]]
+    assert modes == [("office0", "features", 2), ("office0", "probabilities", 2)]
+    for s in rep["scenes"]:
+        assert s["voxels"] > 0 and s["gt_voxels"] > 0
+        assert "ceiling" not in s["iou"] and 0.0 <= s["miou"] <= 1.0
+    assert set(rep["mean"]) == {"features", "probabilities"}
+
+
+def _scannet(root: Path, n: int = 3) -> Path:
+    scene = root / "scene0011_00"
+    for d in ("color", "depth", "pose", "intrinsic", "label-filt"):
+        (scene / d).mkdir(parents=True)
+    Kh = np.eye(4)
+    Kh[:3, :3] = K
+    np.savetxt(scene / "intrinsic" / "intrinsic_depth.txt", Kh)
+    np.savetxt(scene / "intrinsic" / "intrinsic_color.txt", Kh)
+    lab = np.zeros((H, W), np.uint16)
+    lab[:, : W // 2] = 1  # raw id 1 -> nyu40 1 wall
+    lab[:, W // 2:] = 40  # raw id 40 -> nyu40 39 otherfurniture (ignored by the preset)
+    lab[0, :] = 5  # raw id 5 -> nyu40 5 chair
+    for i in range(n):
+        cv2.imwrite(str(scene / "color" / f"{i}.jpg"), np.full((H, W, 3), 90 + i, np.uint8))
+        cv2.imwrite(str(scene / "depth" / f"{i}.png"), np.full((H, W), 1000, np.uint16))  # 1 m
+        np.savetxt(scene / "pose" / f"{i}.txt", np.eye(4))
+        cv2.imwrite(str(scene / "label-filt" / f"{i}.png"), lab)
+    rows = ["id\traw_category\tcategory\tcount\tnyu40id\teigen13id\tnyuClass\tnyu40class",
+            "1\twall\twall\t1\t1\t12\twall\twall", "5\tchair\tchair\t1\t5\t4\tchair\tchair",
+            "40\tshelf\tshelf\t1\t39\t6\tshelves\totherfurniture",
+            "41\tbox\tbox\t1\t40\t7\tbox\totherprop"]
+    (root / "scannetv2-labels.combined.tsv").write_text("\n".join(rows) + "\n")
+    return scene
+
+
+def test_scannet_nyu40_mapping_and_lifted_gt(tmp_path):
+    scene = _scannet(tmp_path)
+    ds = ScanNetDataset(scene)
+    assert ds.classes == ["wall", "chair", "otherfurniture", "otherprop"]  # by nyu40id 1, 5, 39, 40
+    lab = ds.labels(0)
+    assert lab[5, 0] == 1 and lab[0, 3] == 2 and lab[5, W - 1] == 3
+    xyz, g = ds.gt_points(0.05)
+    # all pixels at z = 1 m; x = (c - cx) / 20 spans [-0.975, 0.975]: 40 columns, 5 cm voxels
+    assert np.allclose(xyz[:, 2], 1.0)
+    left = xyz[:, 0] < -0.05
+    right = xyz[:, 0] > 0.05
+    assert (g[left & (xyz[:, 1] > -0.4)] == 1).all() and (g[right & (xyz[:, 1] > -0.4)] == 3).all()
+
+
+def test_label_voxelizer_majority_by_hand():
+    # 2x2 depth image at 1 m, f = 1, c = 0.5: pixel (r, c) -> x = c - 0.5, y = r - 0.5 -> four voxels of 1 m
+    depth = np.ones((2, 2), np.float32)
+    Ks = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1]])
+    v = LabelVoxelizer(1.0)
+    v.add_frame(depth, Ks, np.eye(4), np.array([[1, 2], [2, 2]]))
+    v.add_frame(depth, Ks, np.eye(4), np.array([[3, 2], [2, 2]]))
+    v.add_frame(depth, Ks, np.eye(4), np.array([[3, 0], [0, 0]]))
+    xyz, lab = v.result()
+    # voxel of pixel (0,0): votes 1, 3, 3 -> 3; pixel (0,1): 2, 2, 0 -> 2; others 2, 2, 0 -> 2.
+    # round(±0.5) = 0 (half to even), so all four pixels share x, y keys 0: one voxel at (0, 0, 1)!
+    assert xyz.tolist() == [[0.0, 0.0, 1.0]]
+    # votes over the one voxel: 1 x1, 2 x6, 3 x2, 0 x3 -> 2
+    assert lab.tolist() == [2]
+    with pytest.raises(ValueError, match="differ"):
+        v.add_frame(depth, Ks, np.eye(4), np.zeros((3, 3), int))
+
+
+def test_scannet_preset_ignores_other_classes_end_to_end(tmp_path, capsys):
+    _scannet(tmp_path)
+    out = tmp_path / "out"
+    rc = eval_cli.main(["scannet", str(tmp_path), "--frame-skip", "0", "--modes", "probabilities",
+                        "--input-size", "32x48", "-o", str(out), *MODEL])
+    assert rc == 0
+    rep = json.loads((out / "eval.json").read_text())
+    assert set(rep["ignore"]) == {"otherfurniture", "otherprop"}  # A3: the three "other*" that exist here
+    s = rep["scenes"][0]
+    assert s["frames"] == 3 and s["mode"] == "probabilities"
+    assert set(s["iou"]) <= {"wall", "chair"}
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+
+
+def test_preset_values_match_the_paper():
+    r, s = RADSEG_3D["replica"], RADSEG_3D["scannet"]
+    assert r.input_hw == (640, 1136) and s.input_hw == (640, 864)  # A3 + GUIDE: 640x1136 / 640x864
+    assert r.ignore == () and set(s.ignore) == {"otherprop", "otherstructure", "otherfurniture"}
+    assert len(r.scenes) == 8 and len(s.scenes) == 5
+    assert Preset3D().modes == ("features", "probabilities")
+    assert PRESETS_2D["mid"]["cityscapes"] == Preset2D(688, 336, 224)
+    assert PRESETS_2D["high"]["cocostuff"] == Preset2D(896, 336, 336)
+    assert PRESETS_2D["low"]["voc"] == Preset2D(336, 224, 112)
+
+
+def test_resize_exact_scales_intrinsics_per_axis():
+    f = Frame(rgb=np.zeros((480, 640, 3), np.uint8), depth=np.ones((480, 640), np.float32),
+              K=np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]]), T_world_cam=np.eye(4), stamp=0.0,
+              frame_id="cam")
+    g = resize_exact(f, (640, 864))
+    assert g.rgb.shape == (640, 864, 3) and g.depth.shape == (640, 864)
+    assert g.K[0, 0] == pytest.approx(500 * 864 / 640) and g.K[1, 1] == pytest.approx(500 * 640 / 480)
+    assert g.K[0, 2] == pytest.approx(431.5) and g.K[1, 2] == pytest.approx(319.5)  # centre stays centre
