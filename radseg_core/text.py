@@ -144,42 +144,139 @@ def canonicalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def files_fingerprint(path: str | os.PathLike, sample: int = 4 << 20) -> str:
+    """Identity of a model folder's contents: names, sizes and content hashes of every file.
+
+    Files up to ``2 * sample`` bytes are hashed whole; larger ones (weights) by size plus their first and
+    last ``sample`` bytes, which changes whenever different weights are copied in, at a fixed cost.
+    """
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
+        with open(file, "rb") as fh:
+            if size <= 2 * sample:
+                digest.update(fh.read())
+            else:
+                digest.update(fh.read(sample))
+                fh.seek(size - sample)
+                digest.update(fh.read(sample))
+    return digest.hexdigest()[:24]
+
+
+def text_output_dim(path: str | os.PathLike) -> int:
+    """Pooled text output size from a SigLIP/SigLIP2 ``config.json`` without loading weights.
+
+    SigLIP's text head maps ``hidden_size`` to ``projection_size`` (giant-opt: 1152 -> 1536); the pooled
+    output RADIO's adaptor is trained against has the latter size.
+    """
+    import json
+
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    text = cfg.get("text_config", cfg)
+    return int(text.get("projection_size") or text.get("hidden_size"))
+
+
 class HFTextTower:
-    """A SigLIP2 text model from a local Hugging Face directory (offline robots, HF-hosted RADIO)."""
+    """Only the text half of a SigLIP/SigLIP2 model from a local Hugging Face folder, loaded lazily.
+
+    The vision half is never built. The tower is loaded on the first :meth:`encode` (a label that misses
+    the text cache), on ``device`` in ``dtype`` (fp32 on CPU by default; fp16 is the choice on a GPU), and
+    dropped again after each call when ``keep_loaded`` is False. Tokenisation follows RADIO's
+    ``SigLIP2WrappedTokenizer``: big_vision canonical text, padding to ``max_length`` (64), truncation.
+    """
+
+    CANON = "bigvision-canon"
 
     def __init__(
-        self, path: str | os.PathLike, device: str | torch.device = "cpu", max_length: int = 64
+        self,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        max_length: int = 64,
+        *,
+        name: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        keep_loaded: bool = True,
     ) -> None:
-        from radseg_core.compat import patch_torchvision
-
-        patch_torchvision()  # transformers may import torchvision
-        from transformers import AutoModel, AutoTokenizer
-
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"no text model at {path}: it needs config.json, weights and tokenizer files. Download once "
-                "with network: `huggingface-cli download google/siglip2-giant-opt-patch16-384 "
+                f"with network: `huggingface-cli download {name or 'google/siglip2-so400m-patch16-naflex'} "
                 f"--local-dir {path}`"
             )
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-        self.model = getattr(model, "text_model", model).to(device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.path = path
+        self.name = name or path.name
+        self.dim = text_output_dim(path)
         self.device = torch.device(device)
+        self.dtype = dtype
         self.max_length = max_length
-        self.key = f"hf:{path.resolve()}"
+        self.keep_loaded = keep_loaded
+        self.model: torch.nn.Module | None = None
+        self.tokenizer = None
+        self.loads = 0  # how often the weights were read (tests, stats)
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Model name + folder content hash + output size + tokenizer settings (the text cache key)."""
+        if self._key is None:
+            self._key = (
+                f"hf:{self.name}:{files_fingerprint(self.path)}:d{self.dim}:"
+                f"len{self.max_length}:pad-max:{self.CANON}"
+            )
+        return self._key
+
+    def load(self) -> None:
+        """Read tokenizer and text weights (only the text tower)."""
+        from radseg_core.compat import patch_torchvision
+
+        patch_torchvision()  # transformers may import torchvision
+        import transformers
+        from transformers import AutoConfig, AutoTokenizer
+
+        config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        classes = {"siglip": "SiglipTextModel", "siglip2": "Siglip2TextModel"}
+        if config.model_type not in classes:
+            raise ValueError(f"{self.path} holds a {config.model_type!r} model, expected SigLIP or SigLIP2")
+        cls = getattr(transformers, classes[config.model_type])
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # the skipped vision weights are expected, not news
+        try:
+            model = cls.from_pretrained(self.path, config=config.text_config, local_files_only=True)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.loads += 1
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            [canonicalize_text(t) for t in texts],
-            return_tensors="pt",
-            padding="max_length",
-            max_length=self.max_length,
-            truncation=True,
-        ).to(self.device)
-        out = self.model(**tokens, return_dict=True)
-        return out.pooler_output.float()
+        if self.model is None:
+            self.load()
+        try:
+            tokens = self.tokenizer(
+                [canonicalize_text(t) for t in texts],
+                return_tensors="pt",
+                padding="max_length",
+                max_length=self.max_length,
+                truncation=True,
+            ).to(self.device)
+            tokens.pop("token_type_ids", None)
+            out = self.model(**tokens, return_dict=True).pooler_output.float()
+        finally:
+            if not self.keep_loaded:
+                self.unload()
+        if not torch.isfinite(out).all():
+            raise FloatingPointError(
+                f"text tower {self.name} gave non-finite vectors in {self.dtype}; use text_dtype float32"
+            )
+        return out
 
 
 class TextEmbedder:
@@ -204,6 +301,7 @@ class TextEmbedder:
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: dict[str, torch.Tensor] = {}
+        # templates enter the key verbatim (hashed): a changed template set never reuses vectors
         self._template_hash = hashlib.sha256("\n".join(self.templates).encode()).hexdigest()[:16]
         self.calls = 0  # how many strings went through the tower (for tests and stats)
 
@@ -211,29 +309,41 @@ class TextEmbedder:
     def key(self) -> str | None:
         return self.tower.key
 
-    def _cache_name(self, label: str, templated: bool) -> str:
+    def _identity(self, label: str, templated: bool) -> str:
+        """Everything that determines a vector: tower key (model, weights hash, size, tokenizer settings),
+        the template set and the label."""
         tag = self._template_hash if templated else "raw"
-        return hashlib.sha256(f"{self.key}\0{tag}\0{label}".encode()).hexdigest()[:40]
+        return f"{self.key}\0{tag}\0{label}"
+
+    def _cache_name(self, label: str, templated: bool) -> str:
+        return hashlib.sha256(self._identity(label, templated).encode()).hexdigest()[:40]
 
     def _disk_path(self, name: str) -> Path | None:
         if self.cache_dir is None or self.key is None:
             return None
         return self.cache_dir / f"{name}.pt"
 
-    def _load(self, name: str) -> torch.Tensor | None:
+    def _load(self, name: str, identity: str) -> torch.Tensor | None:
         if name in self._memory:
             return self._memory[name]
         path = self._disk_path(name)
-        if path is not None and path.is_file():
-            try:
-                vec = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001 - any unreadable file
-                return None  # a corrupt or partial file is recomputed and overwritten
-            self._memory[name] = vec
-            return vec
-        return None
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            vec = entry["vector"] if isinstance(entry, dict) else None
+            ok = (
+                isinstance(vec, torch.Tensor) and entry.get("identity") == identity and vec.ndim == 1
+                and bool(torch.isfinite(vec).all())
+            )
+        except Exception:  # noqa: BLE001 - unreadable, partial, or an older layout
+            ok = False
+        if not ok:
+            return None  # stale or corrupt: recomputed and overwritten, never served
+        self._memory[name] = vec
+        return vec
 
-    def _store(self, name: str, vec: torch.Tensor) -> None:
+    def _store(self, name: str, identity: str, vec: torch.Tensor) -> None:
         self._memory[name] = vec
         path = self._disk_path(name)
         if path is None:
@@ -241,7 +351,7 @@ class TextEmbedder:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        torch.save(vec, tmp)
+        torch.save({"identity": identity, "vector": vec}, tmp)
         os.replace(tmp, path)
 
     def _tower(self, texts: list[str]) -> torch.Tensor:
@@ -257,12 +367,16 @@ class TextEmbedder:
         if not labels:
             raise ValueError("need at least one label")
         names = [self._cache_name(lbl, templated) for lbl in labels]
-        missing = [lbl for lbl, n in zip(labels, names, strict=True) if self._load(n) is None]
+        missing = [
+            lbl
+            for lbl, n in zip(labels, names, strict=True)
+            if self._load(n, self._identity(lbl, templated)) is None
+        ]
         missing = list(dict.fromkeys(missing))
         if missing:
             per = len(self.templates) if templated else 1
             texts = [t.format(lbl) for lbl in missing for t in self.templates] if templated else missing
             vecs = self._tower(texts).view(len(missing), per, -1).mean(dim=1)
             for lbl, vec in zip(missing, F.normalize(vecs, dim=-1), strict=True):
-                self._store(self._cache_name(lbl, templated), vec.clone())
+                self._store(self._cache_name(lbl, templated), self._identity(lbl, templated), vec.clone())
         return torch.stack([self._memory[n] for n in names])

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from radio_fixtures import write_text_model
 from radseg_core.text import IMAGENET_TEMPLATES, HFTextTower, TextEmbedder, canonicalize_text
 
 
@@ -95,41 +96,90 @@ def test_canonicalize_text():
     assert canonicalize_text("A  Fire_Extinguisher!") == "a fire extinguisher"
 
 
-def _tiny_siglip_dir(path):
+def _tiny_siglip_dir(path, dim=16, seed=0):
     """A SigLIP model + word-level tokenizer saved in HF format, as `huggingface-cli download` would."""
-    from radseg_core.compat import patch_torchvision
-
-    patch_torchvision()
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
-
-    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    text = dict(
-        vocab_size=16,
-        max_position_embeddings=64,
-        projection_size=16,
-        pad_token_id=0,
-        bos_token_id=None,
-        eos_token_id=None,
-        **small,
-    )
-    cfg = SiglipConfig(text_config=text, vision_config=dict(image_size=32, patch_size=16, **small))
-    torch.manual_seed(0)
-    SiglipModel(cfg).save_pretrained(path)
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "a", "photo", "of", "the", "chair", "cup"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>").save_pretrained(path)
-    return path
+    return write_text_model(path, dim, kind="siglip", seed=seed)
 
 
 def test_hf_text_tower_from_local_directory(tmp_path):
     tower = HFTextTower(_tiny_siglip_dir(tmp_path / "siglip2"))
-    out = tower.encode(["a photo of the Chair!", "a photo of the chair", "cup"])
+    out = tower.encode(["a photo of the Chair!", "a photo of the chair", "table"])
     assert out.shape == (3, 16)
     torch.testing.assert_close(out[0], out[1])  # canonicalised like RADIO's SigLIP2 tokenizer wrapper
     assert not torch.allclose(out[0], out[2])
-    assert tower.key.startswith("hf:") and tower.key.endswith("siglip2")
+    assert tower.key.startswith("hf:siglip2:") and ":d16:len64:" in tower.key
+
+
+def test_text_only_tower_equals_full_models_text_side(tmp_path):
+    """Loading only the text half gives what RADIO's adaptor computes (AutoModel(...).text_model)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    for kind, dim in (("siglip", 1536), ("siglip2", 1152)):  # giant-opt / so400m-naflex output sizes
+        path = write_text_model(tmp_path / kind, dim, kind=kind)
+        tower = HFTextTower(path)
+        got = tower.encode(["a photo of the chair"])
+        full = AutoModel.from_pretrained(path).text_model.eval()
+        tok = AutoTokenizer.from_pretrained(path)(
+            ["a photo of the chair"], return_tensors="pt", padding="max_length", max_length=64, truncation=True
+        )
+        tok.pop("token_type_ids", None)
+        with torch.no_grad():
+            ref = full(**tok).pooler_output
+        assert got.shape == (1, dim)
+        torch.testing.assert_close(got, ref)
+        assert not any(n.startswith("vision") for n, _ in tower.model.named_parameters())
+
+
+def test_text_tower_is_lazy_and_can_be_freed(tmp_path):
+    path = _tiny_siglip_dir(tmp_path / "m")
+    tower = HFTextTower(path, keep_loaded=False)
+    emb = TextEmbedder(tower, templates=("a {}",), cache_dir=tmp_path / "cache")
+    assert tower.loads == 0 and tower.model is None  # nothing read at construction
+    emb.encode(["chair"])
+    assert tower.loads == 1 and tower.model is None  # loaded for the miss, then freed
+    emb.encode(["chair"])
+    assert tower.loads == 1  # a hit never loads it
+    kept = HFTextTower(path)
+    TextEmbedder(kept, templates=("a {}",)).encode(["chair", "table"])
+    assert kept.loads == 1 and kept.model is not None
+
+
+def test_cache_key_follows_the_weights_in_the_folder(tmp_path):
+    """New weights copied into the same folder change the key: no stale vectors are served."""
+    path = _tiny_siglip_dir(tmp_path / "m", seed=0)
+    first = TextEmbedder(HFTextTower(path), templates=("a {}",), cache_dir=tmp_path / "cache").encode(["chair"])
+    _tiny_siglip_dir(tmp_path / "m", seed=1)
+    tower = HFTextTower(path)
+    second = TextEmbedder(tower, templates=("a {}",), cache_dir=tmp_path / "cache").encode(["chair"])
+    assert tower.loads == 1  # recomputed, not served from the first tower's file
+    assert (first - second).abs().max() > 1e-3
+    fresh = HFTextTower(path).encode(["a chair"])
+    torch.testing.assert_close(second[0], F.normalize(fresh[0], dim=0))
+
+
+def test_cache_key_includes_size_and_tokenizer_length(tmp_path):
+    path = _tiny_siglip_dir(tmp_path / "m")
+    assert HFTextTower(path).key != HFTextTower(path, max_length=32).key
+    other = _tiny_siglip_dir(tmp_path / "n", dim=24)
+    assert ":d24:" in HFTextTower(other).key
+
+
+def test_stale_cache_file_is_ignored_and_rewritten(tmp_path):
+    """A file whose recorded identity differs (copied, renamed, older layout) is never served."""
+    TextEmbedder(CountingTower("model-a"), templates=("a {}",), cache_dir=tmp_path).encode(["sofa"])
+    (path,) = tmp_path.glob("*.pt")
+    tower_b = CountingTower("model-b")
+    emb_b = TextEmbedder(tower_b, templates=("a {}",), cache_dir=tmp_path)
+    target = tmp_path / f"{emb_b._cache_name('sofa', True)}.pt"
+    target.write_bytes(path.read_bytes())  # model-a's vector under model-b's file name
+    got = emb_b.encode(["sofa"])
+    assert tower_b.seen == ["a sofa"]
+    torch.testing.assert_close(got[0], F.normalize(CountingTower().encode(["a sofa"])[0], dim=0))
+    assert torch.load(target, weights_only=True)["identity"].startswith("model-b")
+    torch.save(torch.ones(8), target)  # the old layout (a bare tensor) is recomputed too
+    tower_c = CountingTower("model-b")
+    TextEmbedder(tower_c, templates=("a {}",), cache_dir=tmp_path).encode(["sofa"])
+    assert tower_c.seen == ["a sofa"]
 
 
 def test_hf_text_tower_missing_directory_says_what_to_download(tmp_path):
