@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from radio_fixtures import write_text_model
+
 from radseg_core.text import IMAGENET_TEMPLATES, HFTextTower, TextEmbedder, canonicalize_text
 
 
