@@ -18,6 +18,7 @@ Prediction semantics (following the reference ``RADSegEncoder`` with predict=Tru
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,8 +135,25 @@ class RADSegEncoder:
         return int(last.out_features)
 
     def set_scra(self, enabled: bool, scaling: float = 10.0) -> None:
-        """Install (or remove) SCRA in the last block; useful for ablations and timing."""
-        self.scra_enabled = enabled
+        """Install (or remove) SCRA in the last block; useful for ablations and timing.
+
+        SCRA lives in the model (the last block's attention is swapped), so encoders sharing one model
+        must agree on it: a different setting is refused rather than silently changing the other
+        encoder's output. Load a second model (``load_radio`` again) for a different setting.
+        """
+        owners = self.model.__dict__.setdefault("_radseg_scra_owners", weakref.WeakSet())
+        mine = (bool(enabled), float(scaling) if enabled else None)
+        for other in owners:
+            if other is not self and (other.scra_enabled, other.scra_scaling if other.scra_enabled else None) != mine:
+                raise ValueError(
+                    f"this RADIO model is shared with another RADSegEncoder that uses SCRA "
+                    f"{'on (scaling ' + str(other.scra_scaling) + ')' if other.scra_enabled else 'off'}; "
+                    f"SCRA {'on (scaling ' + str(float(scaling)) + ')' if enabled else 'off'} would change its "
+                    "output. Load a separate model (load_radio(...) again) for a different SCRA setting."
+                )
+        owners.add(self)
+        self.scra_enabled = bool(enabled)
+        self.scra_scaling = float(scaling)
         if enabled:
             install_scra(self.model, scaling)
         else:
@@ -165,7 +183,17 @@ class RADSegEncoder:
             raise TypeError(f"unsupported image type {type(rgb).__name__}")
         if x.shape[0] == 0:
             raise ValueError("empty batch")
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.dtype == torch.uint8:
+            return x.float() / 255.0, batched
+        if not x.is_floating_point():
+            raise TypeError(f"image tensors must be uint8 (0-255) or float in [0, 1], got {x.dtype}")
+        x = x.float()
+        lo, hi = torch.aminmax(x)
+        if lo < 0.0 or hi > 1.0 or not torch.isfinite(lo + hi):
+            raise ValueError(
+                f"float images must hold values in [0, 1]; this one spans [{lo.item():.4g}, {hi.item():.4g}] "
+                "(pass uint8 0-255, or divide by 255)"
+            )
         return x, batched
 
     def snap(self, x: torch.Tensor) -> torch.Tensor:

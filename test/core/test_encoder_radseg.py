@@ -154,9 +154,45 @@ def test_scra_and_scga_switches_change_features(image):
     text = TextEmbedder(loaded.text)
     full = RADSegEncoder(loaded, text, crop=64, stride=32).encode_features(image)
     no_scga = RADSegEncoder(loaded, text, crop=64, stride=32, scga=False).encode_features(image)
-    no_scra = RADSegEncoder(loaded, text, crop=64, stride=32, scra=False, scga=False).encode_features(image)
+    other = load_radio("random-tiny")  # SCRA lives in the model: a different setting needs its own copy
+    no_scra = RADSegEncoder(other, text, crop=64, stride=32, scra=False, scga=False).encode_features(image)
     assert not torch.allclose(full, no_scga, atol=1e-4)
     assert not torch.allclose(no_scga, no_scra, atol=1e-4)
+
+
+def test_second_encoder_cannot_change_the_first_ones_scra(image):
+    loaded = load_radio("random-tiny")
+    text = TextEmbedder(loaded.text)
+    first = RADSegEncoder(loaded, text, crop=64, stride=32)
+    before = first.encode_features(image)
+    with pytest.raises(ValueError, match="shared with another RADSegEncoder that uses SCRA on"):
+        RADSegEncoder(loaded, text, crop=64, stride=32, scra=False)
+    with pytest.raises(ValueError, match="scaling 10.0"):
+        RADSegEncoder(loaded, text, crop=64, stride=32, scra_scaling=3.0)
+    same = RADSegEncoder(loaded, text, crop=64, stride=32, scga=False)  # same SCRA: sharing is fine
+    assert same.scra_enabled and first.scra_enabled
+    torch.testing.assert_close(first.encode_features(image), before)
+    with pytest.raises(ValueError, match="shared"):
+        first.set_scra(False)  # would change `same`'s output
+    del same
+    import gc
+
+    gc.collect()
+    first.set_scra(False)  # sole owner now: allowed
+    assert not first.scra_enabled
+
+
+def test_float_images_outside_unit_range_are_refused(encoder):
+    img = torch.rand(3, 32, 48)
+    encoder.encode_features(img)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255"):
+        encoder.encode_features(img * 255)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        encoder.encode_features(img - 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        encoder.encode_features(torch.full((3, 32, 32), float("nan")))
+    with pytest.raises(TypeError, match="uint8"):
+        encoder.encode_features(torch.zeros(3, 32, 32, dtype=torch.int32))
 
 
 def test_bf16_autocast_close_to_fp32(image):
