@@ -342,18 +342,24 @@ class LabelVoxelizer:
         return voxel_centres(uk, self.voxel_size, self.grid), counts.argmax(1)
 
 
-def compute_semseg_preds(probs: np.ndarray, prompt_denoising: float = 0.5, threshold: float = 0.1) -> np.ndarray:
+def compute_semseg_preds(probs: np.ndarray, prompt_denoising: float = 0.5, threshold: float = 0.1,
+                         chunk_size: int | None = 10000) -> np.ndarray:
     """Labels of map voxels from their class probabilities (N, K), RayFronts ``compute_semseg_preds``:
-    a class whose best probability over *all* voxels is below ``prompt_denoising`` is dropped (MaskCLIP+
-    prompt denoising), then argmax + 1, and 0 where the winning probability is below ``threshold``."""
+    within each chunk of ``chunk_size`` voxels (upstream's ``chunk_size: 10000``; None = the whole map),
+    a class whose best probability is below ``prompt_denoising`` is dropped (MaskCLIP+ prompt denoising),
+    then argmax + 1, and 0 where the winning probability is below ``threshold``."""
     p = np.array(probs, dtype=np.float64, ndmin=2)
     if len(p) == 0:
         return np.zeros(0, np.int64)
-    weak = p.max(axis=0) < prompt_denoising
-    p[:, weak] = -np.inf
-    best = p.argmax(axis=1)
-    score = p[np.arange(len(p)), best]
-    return np.where(score < threshold, 0, best + 1).astype(np.int64)
+    step = len(p) if not chunk_size else int(chunk_size)
+    out = []
+    for s in range(0, len(p), step):
+        c = p[s : s + step]
+        c[:, c.max(axis=0) < prompt_denoising] = -np.inf
+        best = c.argmax(axis=1)
+        score = c[np.arange(len(c)), best]
+        out.append(np.where(score < threshold, 0, best + 1))
+    return np.concatenate(out).astype(np.int64)
 
 
 def voxel_class_probs(mapper) -> np.ndarray:

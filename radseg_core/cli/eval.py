@@ -104,7 +104,7 @@ def probability_labels(vmap, map_classes: list[str | None], classes: list[str],
 
 
 def _map_labels(mapper, args) -> np.ndarray:
-    """Voxel labels over the mapper's classes, RayFronts ``compute_semseg_preds`` (map-wide prompt
+    """Voxel labels over the mapper's classes, RayFronts ``compute_semseg_preds`` (chunked prompt
     denoising, then the prediction threshold)."""
     from radseg_core.eval import compute_semseg_preds, voxel_class_probs
 

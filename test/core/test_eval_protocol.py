@@ -140,3 +140,6 @@ def test_map_predictions_denoise_then_threshold():
     # no denoising: voxel 1 keeps class 3
     np.testing.assert_array_equal(compute_semseg_preds(p, 0.0, 0.1), [1, 3, 2])
     assert compute_semseg_preds(np.zeros((0, 3))).shape == (0,)
+    # upstream denoises per chunk of voxels: chunks {0, 1} and {2}. In the first, classes 2 (max 0.39) and
+    # 3 (0.41) are dropped, so voxel 1 falls back to class 1 (0.2); in the second, classes 1 and 3 go.
+    np.testing.assert_array_equal(compute_semseg_preds(p, 0.5, 0.1, chunk_size=2), [1, 1, 2])
