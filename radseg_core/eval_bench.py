@@ -228,8 +228,9 @@ def run_3d(kind: str, path: str | Path, preset: Preset3D, *, make_config: Callab
             gt_xyz, gt_lab = ds.gt_points()
         ignore_ids = [classes.index(c) + 1 for c in ignore]
         # not-queried: the map only ever sees the kept classes (RayFronts drops them from the text queries)
-        queried = [c for c in classes if c not in ignore] if ignore_mode == "not-queried" else classes
-        lut = np.array([0] + [classes.index(c) + 1 for c in queried], np.int64)
+        kept = [i for i, c in enumerate(classes) if ignore_mode != "not-queried" or c not in ignore]
+        queried = [classes[i] for i in kept]
+        lut = np.array([0] + [i + 1 for i in kept], np.int64)  # mapper label j -> dataset label
         for mode in preset.modes:
             mapper = build_mapper(make_config(classes=queried, mode=mode))
             frames = _Resized(ds, preset.input_hw)

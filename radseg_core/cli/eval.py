@@ -154,8 +154,9 @@ def _main(args: argparse.Namespace) -> int:
         raise common.CLIError(f"--ignore names {unknown}, which are not classes of the dataset ({classes})")
     ignore_ids = [classes.index(c) + 1 for c in ignore]
     # not-queried: the mapper only knows the kept classes; its label j maps back to lut[j]
-    queried = [c for c in classes if c not in ignore] if args.ignore_mode == "not-queried" else classes
-    lut = np.array([0] + [classes.index(c) + 1 for c in queried], np.int64)
+    kept = [i for i, c in enumerate(classes) if args.ignore_mode != "not-queried" or c not in ignore]
+    queried = [classes[i] for i in kept]
+    lut = np.array([0] + [i + 1 for i in kept], np.int64)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     K = len(classes)

@@ -110,6 +110,8 @@ class ReplicaDataset(FrameDataset):
             raise ValueError(f"{path}: missing {e} (expected semseg_gt_xyz and semseg_gt_label)") from None
         if len(xyz) != len(ids):
             raise ValueError(f"{path}: {len(xyz)} points but {len(ids)} labels")
+        if not np.isfinite(xyz).all():
+            raise ValueError(f"{path}: {int((~np.isfinite(xyz)).any(axis=1).sum())} points are not finite")
         return xyz, map_ids(ids, self._id_to_index)
 
     def _load(self, raw_index: int) -> Frame:

@@ -176,3 +176,21 @@ def test_resize_exact_scales_intrinsics_per_axis():
     assert g.rgb.shape == (640, 864, 3) and g.depth.shape == (640, 864)
     assert g.K[0, 0] == pytest.approx(500 * 864 / 640) and g.K[1, 1] == pytest.approx(500 * 640 / 480)
     assert g.K[0, 2] == pytest.approx(431.5) and g.K[1, 2] == pytest.approx(319.5)  # centre stays centre
+
+
+def test_bad_input_gives_clear_errors(tmp_path, capsys):
+    assert eval_cli.main(["replica", str(tmp_path / "missing"), *MODEL]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert eval_cli.main(["replica", str(tmp_path), *MODEL]) == 2  # a folder without scenes
+    assert "no replica scene folders" in capsys.readouterr().err
+    assert eval_cli.main(["replica", str(tmp_path), "--input-size", "30x40", *MODEL]) == 2
+    assert "multiples of 16" in capsys.readouterr().err
+    root = tmp_path / "R"
+    scene = _replica(root)
+    assert eval_cli.main(["replica", str(root), "--modes", "voxels", *MODEL]) == 2
+    assert "unknown ['voxels']" in capsys.readouterr().err
+    assert eval_cli.main(["replica", str(root), "--ignore", "sofa", "-o", str(tmp_path / "o"), *MODEL]) == 2
+    assert "sofa" in capsys.readouterr().err
+    np.savez(scene / "semseg_gt.npz", semseg_gt_xyz=np.array([[np.nan, 0, 1]]), semseg_gt_label=np.array([3]))
+    with pytest.raises(ValueError, match="not finite"):
+        ReplicaDataset(scene).gt_points()
