@@ -38,7 +38,8 @@ class MaskDecoder(Protocol):
         boxes: torch.Tensor,
         mask_input: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """points (N, 1, 2) xy, labels (N, 1), boxes (N, 4) xyxy, masks (N, 1, 256, 256) ->
+        """points (N, 1, 2) xy, labels (N, 1), boxes (N, 4) xyxy, mask_input (1, 256, 256) (one unbatched
+        mask shared by all N prompts, as the reference passes it) or (N, 1, 256, 256) ->
         low-resolution mask logits (N, 1, 256, 256) and IoU estimates (N, 1)."""
 
 
@@ -91,7 +92,15 @@ def load_sam_decoder(checkpoint: str | Path, device: str | torch.device = "cpu")
 @dataclass(frozen=True)
 class RefineConfig:
     """Reference defaults: coarse_thresh 0.10, minimal_area 225 (half-res px), mask coefficient 0.005,
-    IoU threshold 0.9, prompts from the prediction downsampled 2x, SAM input long side 1024."""
+    IoU threshold 0.9, prompts from the prediction downsampled 2x, SAM input long side 1024.
+
+    ``mask_prompt`` chooses the dense prompt's layout. "reference" (default) passes the class mask as one
+    3-D (1, 256, 256) tensor, exactly as RADSeg's ``sam_refinement`` does: SAM's convolutions then treat
+    it as unbatched, so its LayerNorm2d (mean over axis 1) normalises over image rows instead of channels,
+    and the one (256, 64, 64) dense embedding is broadcast to every prompt. This is what RADSeg+ was
+    evaluated with. "batched" passes SAM's documented (N, 1, 256, 256) layout (channel-wise LayerNorm);
+    the decoder then sees a different dense prompt, with no published numbers behind it.
+    """
 
     coarse_thresh: float = 0.10
     minimal_area: int = 225
@@ -99,6 +108,11 @@ class RefineConfig:
     iou_thresh: float = 0.9
     down_ratio: int = 2
     long_side: int = 1024
+    mask_prompt: str = "reference"  # "reference" (3-D unbatched, as RADSeg) or "batched" (SAM's 4-D)
+
+    def __post_init__(self) -> None:
+        if self.mask_prompt not in ("reference", "batched"):
+            raise ValueError(f"mask_prompt must be 'reference' or 'batched', got {self.mask_prompt!r}")
 
 
 @dataclass
@@ -197,7 +211,9 @@ class SamRefiner:
         nh, nw = input_size
         to_input = torch.tensor([nw / dw, nh / dh], device=probs.device)
         low_side = cfg.long_side // 4  # SAM's low-resolution mask frame (256 for 1024)
-        mh, mw = max(1, round(nh / 4)), max(1, round(nw / 4))
+        # long side to 256 as SAM's ResizeLongestSide.get_preprocess_shape of the image size (reference)
+        scale = low_side / max(h, w)
+        mh, mw = int(h * scale + 0.5), int(w * scale + 0.5)
         refined = torch.zeros_like(probs)
         failed = torch.zeros(dh, dw, dtype=torch.bool, device=probs.device)
         for c in sorted({r.cls for r in regions}):
@@ -212,7 +228,7 @@ class SamRefiner:
                 points,
                 torch.ones(len(regs), 1, device=probs.device),
                 boxes,
-                dense.expand(len(regs), -1, -1, -1),
+                dense[0] if cfg.mask_prompt == "reference" else dense.expand(len(regs), -1, -1, -1),
             )
             keep = iou.view(-1) > cfg.iou_thresh
             for r, ok in zip(regs, keep.tolist(), strict=True):

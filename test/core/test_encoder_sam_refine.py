@@ -92,7 +92,7 @@ def test_refine_with_fake_decoder_follows_masks():
     assert new_pred[30, 50] == 1 and new_pred[2, 2] == 0
     # refined probability = sigmoid(mask logit) * coarse probability inside the kept mask
     assert torch.isclose(new_probs[1, 30, 50], torch.sigmoid(torch.tensor(20.0)) * 0.9, atol=1e-3)
-    assert all(call[2][1:] == (1, 256, 256) for call in refiner.decoder.calls)
+    assert all(call[2] == (1, 256, 256) for call in refiner.decoder.calls)  # the reference's 3-D prompt
 
 
 def test_rejected_masks_fall_back_to_coarse_prediction():
@@ -176,3 +176,70 @@ def test_segment_anything_wrapper_wiring():
     low, iou = dec.decode(emb, pts, torch.ones(2, 1), boxes, torch.zeros(2, 1, 256, 256))
     assert low.shape == (2, 1, 256, 256) and iou.shape == (2, 1)
     assert sam.prompt_encoder.got[0][0] is pts and sam.prompt_encoder.got[1] is boxes
+
+
+def _reference_mask_prompt(probs: torch.Tensor, c: int, coarse_thresh: float, coeff: float) -> torch.Tensor:
+    """RADSeg's sam_utils.sam_refinement, step by step: downsample 2x, resize to long side 256 with SAM's
+    get_preprocess_shape of the image size, pad to 256 x 256, keep coeff * p where p > coarse_thresh;
+    the result stays 3-D (1, 256, 256)."""
+    h, w = probs.shape[-2:]
+    down = F.interpolate(probs[None], [h // 2, w // 2], mode="bilinear", align_corners=False)[0]
+    scale = 256 / max(h, w)
+    new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
+    r = F.interpolate(down[c][None][None], [new_h, new_w], mode="bilinear", align_corners=False).squeeze(0)
+    r = F.pad(r, (0, 256 - new_w, 0, 256 - new_h), mode="constant", value=0)
+    return torch.where(r > coarse_thresh, coeff * r, torch.tensor(0.0)).float()
+
+
+def _recording_sam(monkeypatch=None):
+    """SAM's real PromptEncoder (random LayerNorm affine) + a mask decoder that records its dense prompt."""
+    sa = pytest.importorskip("segment_anything")
+    from radseg_core.encoder.sam_refine import SegmentAnythingDecoder
+
+    torch.manual_seed(0)
+    prompt = sa.modeling.PromptEncoder(
+        embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+    )
+    for m in prompt.mask_downscaling:
+        if hasattr(m, "weight") and m.weight.ndim == 1:  # LayerNorm2d: make its affine part matter
+            torch.nn.init.normal_(m.weight)
+            torch.nn.init.normal_(m.bias)
+
+    class Recorder(torch.nn.Module):
+        def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                    multimask_output):
+            self.dense = dense_prompt_embeddings
+            n = sparse_prompt_embeddings.shape[0]
+            return torch.full((n, 1, 256, 256), 10.0), torch.full((n, 1), 0.95)
+
+    sam = torch.nn.Module()
+    sam.image_encoder = torch.nn.Module()
+    sam.image_encoder.neck = torch.nn.Identity()
+    sam.prompt_encoder, sam.mask_decoder = prompt, Recorder()
+    return SegmentAnythingDecoder(sam)
+
+
+def test_dense_mask_prompt_equals_the_references():
+    """The dense prompt reaching SAM's mask decoder is the one RADSeg's reference computes."""
+    decoder = _recording_sam()
+    probs = torch.zeros(2, 64, 96)
+    probs[0] = 0.8
+    probs[1, 16:48, 32:72] = 0.9
+    probs[0, 16:48, 32:72] = 0.1
+    cfg = RefineConfig(minimal_area=4)
+    SamRefiner(decoder, cfg).refine(torch.zeros(1, 256, 64, 64), (683, 1024), probs.argmax(0), probs)
+    got = decoder.mask_decoder.dense  # from the last class prompted (class 1)
+    mask = _reference_mask_prompt(probs, 1, cfg.coarse_thresh, cfg.mask_coeff)
+    assert mask.shape == (1, 256, 256)
+    with torch.no_grad():
+        ref = decoder.prompt_encoder(points=None, boxes=torch.zeros(1, 4), masks=mask)[1]
+    assert ref.shape == (256, 64, 64)  # unbatched: broadcast over every prompt of the class
+    torch.testing.assert_close(got, ref)
+    # SAM's documented 4-D layout normalises over channels and gives a different dense prompt
+    SamRefiner(decoder, RefineConfig(minimal_area=4, mask_prompt="batched")).refine(
+        torch.zeros(1, 256, 64, 64), (683, 1024), probs.argmax(0), probs
+    )
+    batched = decoder.mask_decoder.dense
+    assert batched.shape[1:] == (256, 64, 64) and not torch.allclose(batched[0], ref, atol=1e-3)
+    with pytest.raises(ValueError, match="mask_prompt"):
+        RefineConfig(mask_prompt="4d")
