@@ -61,10 +61,15 @@ def test_replica_without_labels_says_what_is_missing(tmp_path):
         ReplicaDataset(scene).gt_points()
 
 
-def test_replica_preset_end_to_end(tmp_path, capsys):
+def test_replica_preset_end_to_end(tmp_path, capsys, monkeypatch):
     root = tmp_path / "Replica"
     _replica(root)
     out = tmp_path / "out"
+    from radseg_core.cli import common
+
+    configs = []
+    real = common.build_mapper
+    monkeypatch.setattr(common, "build_mapper", lambda cfg: configs.append(cfg) or real(cfg))
     rc = eval_cli.main(["replica", str(root), "--preset", "radseg-3d", "--input-size", "32x48", "-o", str(out),
                         "--ignore", "ceiling", *MODEL])
     assert rc == 0
@@ -84,6 +89,12 @@ def test_replica_preset_end_to_end(tmp_path, capsys):
         assert s["voxels"] > 0 and s["gt_voxels"] > 0
         assert "ceiling" not in s["iou"] and 0.0 <= s["miou"] <= 1.0
     assert set(rep["mean"]) == {"features", "probabilities"}
+    # what the mapper was built with: the preset, and only the kept classes are queried
+    assert [c.mode for c in configs] == ["features", "probabilities"]
+    for c in configs:
+        assert (c.crop, c.stride, c.prediction_threshold, c.prompt_denoising, c.voxel_size) == (
+            336, 112, 0.1, 0.5, 0.05)
+        assert c.classes == ["wall", "chair"]
 
 
 def _scannet(root: Path, n: int = 3) -> Path:

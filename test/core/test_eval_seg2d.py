@@ -112,7 +112,12 @@ def test_scores_upsampled_before_argmax():
     np.testing.assert_array_equal(scores_to_labels(probs, (1, 4), threshold=0.7), [[2, 0, 0, 1]])
 
 
-def test_2d_command_end_to_end(tmp_path, capsys):
+def test_2d_command_end_to_end(tmp_path, capsys, monkeypatch):
+    from radseg_core.cli import common
+
+    configs = []
+    real = common.build_mapper
+    monkeypatch.setattr(common, "build_mapper", lambda cfg: configs.append(cfg) or real(cfg))
     root = make_layout("cityscapes", tmp_path / "city")
     out = tmp_path / "out"
     rc = eval_cli.main(["2d", "cityscapes", str(root), "--preset", "low", "-o", str(out), "--model",
@@ -124,6 +129,7 @@ def test_2d_command_end_to_end(tmp_path, capsys):
     assert rep["settings"] == {"short_side": 560, "crop": 224, "stride": 112}  # Tab. A.1 City low
     assert rep["random_weights"] is True and rep["images"] == 1
     assert 0.0 <= rep["miou_2d"]["miou"] <= 1.0
+    assert (configs[0].crop, configs[0].stride, configs[0].classes) == (224, 112, CITYSCAPES19)
     names = tmp_path / "names.txt"
     names.write_text("road\nsidewalk\n")
     assert eval_cli.main(["2d", "cityscapes", str(root), "--class-names", str(names), "-o", str(out),
