@@ -90,17 +90,15 @@ PAPER_2D = {
 
 
 def resize_exact(frame: Frame, hw: tuple[int, int]) -> Frame:
-    """Frame resampled to exactly ``hw`` (rgb bilinear/area, depth nearest, K per axis), so the encoder
-    sees the paper's input size (e.g. ScanNet 640x864) without snapping it again."""
+    """Frame whose rgb is resampled to exactly ``hw`` (K per axis), so the encoder sees the paper's input
+    size (e.g. ScanNet 640x864) without snapping it again. Depth keeps its native pixels (RayFronts keeps
+    depth at the sensor's resolution and samples features there); the mapper relates the two through K."""
     H, W = frame.rgb.shape[:2]
     if tuple(hw) == (H, W):
         return frame
     interp = cv2.INTER_AREA if hw[0] < H else cv2.INTER_LINEAR
     rgb = cv2.resize(frame.rgb, (hw[1], hw[0]), interpolation=interp)
-    Hd, Wd = frame.depth.shape
-    d_hw = tuple(hw) if (Hd, Wd) == (H, W) else (round(Hd * hw[0] / H), round(Wd * hw[1] / W))
-    depth = cv2.resize(frame.depth, (d_hw[1], d_hw[0]), interpolation=cv2.INTER_NEAREST)
-    return Frame(rgb=rgb, depth=depth, K=scale_intrinsics(frame.K, (H, W), tuple(hw)),
+    return Frame(rgb=rgb, depth=frame.depth, K=scale_intrinsics(frame.K, (H, W), tuple(hw)),
                  T_world_cam=frame.T_world_cam, stamp=frame.stamp, frame_id=frame.frame_id)
 
 

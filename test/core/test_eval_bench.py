@@ -184,7 +184,7 @@ def test_resize_exact_scales_intrinsics_per_axis():
               K=np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]]), T_world_cam=np.eye(4), stamp=0.0,
               frame_id="cam")
     g = resize_exact(f, (640, 864))
-    assert g.rgb.shape == (640, 864, 3) and g.depth.shape == (640, 864)
+    assert g.rgb.shape == (640, 864, 3) and g.depth.shape == (480, 640)  # depth keeps its pixels
     assert g.K[0, 0] == pytest.approx(500 * 864 / 640) and g.K[1, 1] == pytest.approx(500 * 640 / 480)
     assert g.K[0, 2] == pytest.approx(431.5) and g.K[1, 2] == pytest.approx(319.5)  # centre stays centre
 
