@@ -11,6 +11,7 @@ import hashlib
 import os
 import string
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -216,6 +217,7 @@ class HFTextTower:
         self.model: torch.nn.Module | None = None
         self.tokenizer = None
         self.loads = 0  # how often the weights were read (tests, stats)
+        self.fallback: str | None = None  # set when a low-precision dtype failed and float32 took over
         self._key: str | None = None
 
     @property
@@ -273,9 +275,17 @@ class HFTextTower:
             if not self.keep_loaded:
                 self.unload()
         if not torch.isfinite(out).all():
-            raise FloatingPointError(
-                f"text tower {self.name} gave non-finite vectors in {self.dtype}; use text_dtype float32"
+            if self.dtype == torch.float32:
+                raise FloatingPointError(f"text tower {self.name} gave non-finite vectors in float32")
+            self.fallback = (
+                f"text tower {self.name} gave non-finite vectors in {self.dtype}; re-encoding in float32 "
+                "from now on (set text_dtype: float32 to skip the attempt)"
             )
+            warnings.warn(self.fallback, RuntimeWarning, stacklevel=2)
+            self.dtype = torch.float32
+            self.unload()
+            self._key = None
+            return self.encode(texts)
         return out
 
 

@@ -18,6 +18,7 @@ Prediction semantics (following the reference ``RADSegEncoder`` with predict=Tru
 from __future__ import annotations
 
 import contextlib
+import warnings
 import weakref
 from dataclasses import dataclass, field
 
@@ -100,6 +101,7 @@ class RADSegEncoder:
         self.scga_enabled, self.scga_scaling, self.scga_block_elems = scga, scga_scaling, scga_block_elems
         self.prompt_denoising, self.prediction_thresh = prompt_denoising, prediction_thresh
         self.autocast_dtype = autocast_dtype
+        self.autocast_fallback: str | None = None  # why autocast was turned off, when it was
         self.max_windows_per_forward = max_windows_per_forward
         self._model_name = model_name or loaded.name
         self.set_scra(scra, scra_scaling)
@@ -158,6 +160,25 @@ class RADSegEncoder:
             install_scra(self.model, scaling)
         else:
             remove_scra(self.model)
+
+    def check_autocast(self) -> str | None:
+        """Run one window in the autocast dtype; when the features are not finite (a bf16/fp16 overflow
+        on this device or model), fall back to float32 and say so. Returns the message, or None if fine."""
+        if self.autocast_dtype is None:
+            return None
+        side = self.crop if self.crop > 0 else 4 * self.patch
+        probe = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(self.device)
+        feats = self.backbone(probe)
+        aligned = self.align(feats.flatten(2).transpose(1, 2)[0, :16].float())
+        if torch.isfinite(feats).all() and torch.isfinite(aligned).all():
+            return None
+        self.autocast_fallback = (
+            f"{str(self.autocast_dtype).removeprefix('torch.')} autocast gave non-finite features on "
+            f"{self.device}; running in float32 instead (set dtype: float32 to skip the check, or try float16)"
+        )
+        warnings.warn(self.autocast_fallback, RuntimeWarning, stacklevel=2)
+        self.autocast_dtype = None
+        return self.autocast_fallback
 
     # ----------------------------------------------------------------- input handling
     def _autocast(self):
@@ -335,12 +356,26 @@ def build_encoder(
     checkpoint: str | None = None,
     text_model_dir: str | None = None,
     sam_checkpoint: str | None = None,
+    text_device: str | None = None,
+    text_dtype: str | None = None,
+    text_keep_loaded: bool | None = None,
+    check_autocast: bool = True,
     **kw,
 ) -> RADSegEncoder:
-    """Load a model (see ``load_radio``) and wrap it; ``dtype`` is the autocast dtype (bf16/fp16) or None."""
+    """Load a model (see ``load_radio``) and wrap it; ``dtype`` is the autocast dtype (bf16/fp16) or None.
+
+    ``text_device`` / ``text_dtype`` / ``text_keep_loaded`` place the lazily loaded text tower (see
+    ``RadioSpec``). With an autocast dtype, one probe window checks the output is finite and falls back to
+    float32 with a warning when it is not (``encoder.autocast_fallback`` says why).
+    """
     sam_refine = bool(kw.get("sam_refine", False))
+    text_opts = {
+        k: v
+        for k, v in dict(text_device=text_device, text_dtype=text_dtype, text_keep_loaded=text_keep_loaded).items()
+        if v is not None
+    }
     if isinstance(model, nn.Module):
-        loaded = load_radio(model, lang=lang, device=device, sam=sam_refine)
+        loaded = load_radio(model, lang=lang, device=device, sam=sam_refine, **text_opts)
     else:
         spec = model if isinstance(model, RadioSpec) else RadioSpec(model=model)
         overrides = {
@@ -348,7 +383,7 @@ def build_encoder(
             for k, v in dict(repo_dir=repo_dir, checkpoint=checkpoint, text_model_dir=text_model_dir).items()
             if v is not None
         }
-        loaded = load_radio(spec, lang=lang, device=device, sam=sam_refine or spec.sam, **overrides)
+        loaded = load_radio(spec, lang=lang, device=device, sam=sam_refine or spec.sam, **overrides, **text_opts)
     if sam_refine and kw.get("sam_refiner") is None:
         from radseg_core.encoder.sam_refine import SamRefiner, load_sam_decoder
 
@@ -358,4 +393,7 @@ def build_encoder(
             )
         kw["sam_refiner"] = SamRefiner(load_sam_decoder(sam_checkpoint, device=device))
     text = TextEmbedder(loaded.text, cache_dir=cache_dir)
-    return RADSegEncoder(loaded, text, autocast_dtype=dtype, device=device, lang=lang, **kw)
+    encoder = RADSegEncoder(loaded, text, autocast_dtype=dtype, device=device, lang=lang, **kw)
+    if check_autocast:
+        encoder.check_autocast()
+    return encoder

@@ -205,3 +205,20 @@ def test_bf16_autocast_close_to_fp32(image):
     assert low.dtype == torch.float32 and low.shape == ref.shape
     cos = F.cosine_similarity(low.flatten(1), ref.flatten(1), dim=0)
     assert cos.mean() > 0.98
+
+
+def test_bf16_that_overflows_falls_back_to_float32_with_a_reason(image):
+    from radseg_core.model.tiny import build_random_tiny
+
+    model = build_random_tiny()
+    enc = build_encoder(build_random_tiny(), crop=64, stride=32, dtype=torch.bfloat16)
+    assert enc.autocast_dtype == torch.bfloat16 and enc.autocast_fallback is None  # finite: kept
+
+    def overflow(module, inputs, out):  # what an fp16/bf16 overflow looks like downstream
+        return out * float("inf") if out.dtype == torch.bfloat16 else out
+
+    model.model.blocks[0].mlp.fc1.register_forward_hook(overflow)  # a Linear: bf16 under autocast
+    with pytest.warns(RuntimeWarning, match="bfloat16 autocast gave non-finite features.*float32"):
+        enc = build_encoder(model, crop=64, stride=32, dtype=torch.bfloat16)
+    assert enc.autocast_dtype is None and "float32" in enc.autocast_fallback
+    assert torch.isfinite(enc.encode_features(image)).all()

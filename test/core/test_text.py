@@ -185,3 +185,15 @@ def test_stale_cache_file_is_ignored_and_rewritten(tmp_path):
 def test_hf_text_tower_missing_directory_says_what_to_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="huggingface-cli download google/siglip2"):
         HFTextTower(tmp_path / "nope")
+
+
+def test_low_precision_text_tower_falls_back_to_float32(tmp_path):
+    path = _tiny_siglip_dir(tmp_path / "m")
+    ref = HFTextTower(path).encode(["a chair"])
+    tower = HFTextTower(path, dtype=torch.bfloat16)
+    tower.load()
+    tower.model.head.register_forward_hook(lambda m, i, o: o * float("inf"))  # a bf16 overflow
+    with pytest.warns(RuntimeWarning, match="non-finite vectors in torch.bfloat16; re-encoding in float32"):
+        got = tower.encode(["a chair"])
+    assert tower.dtype == torch.float32 and tower.loads == 2
+    torch.testing.assert_close(got, ref)
