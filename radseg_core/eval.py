@@ -78,7 +78,11 @@ class SegMetrics:
 
 
 class ConfusionMatrix:
-    """Accumulates a (K+1) x (K+1) confusion matrix (rows gt, columns pred) over many images/clouds."""
+    """Accumulates a (K+1) x (K+1) confusion matrix (rows gt, columns pred) over many images/clouds.
+
+    ``ignore_labels``: ground truth of those classes becomes 0 (not scored); a *predicted* ignored label
+    becomes 0 (a miss), since labels alone cannot be re-queried — use :func:`labels_from_scores` (or query
+    only the kept classes) for the upstream "never queried" rule."""
 
     def __init__(self, num_classes: int, ignore_labels: Iterable[int] = ()):
         if num_classes < 1:
