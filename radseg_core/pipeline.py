@@ -42,6 +42,9 @@ class MapperConfig:
     radio_repo_dir: str | None = None
     radio_checkpoint: str | None = None
     text_cache_dir: str | None = None
+    text_device: str = "cpu"  # where the lazily loaded text tower runs (cpu keeps GPU memory free)
+    text_dtype: str = "auto"  # auto = float32 on cpu, float16 on cuda
+    text_keep_loaded: bool = True  # False frees the text tower after each text-cache miss
     device: str = "auto"
     dtype: str = "auto"
     crop: int = 336
@@ -120,6 +123,8 @@ class SemanticMapper:
                 crop=config.crop, stride=config.stride, scra_scaling=config.scra_scaling,
                 scga_scaling=config.scga_scaling, sam_refine=config.sam_refine,
                 sam_checkpoint=config.sam_checkpoint, prompt_denoising=config.prompt_denoising,
+                text_device=config.text_device, text_dtype=config.text_dtype,
+                text_keep_loaded=config.text_keep_loaded,
                 prediction_thresh=config.prediction_threshold,
             )
         self.encoder = encoder

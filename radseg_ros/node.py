@@ -56,7 +56,8 @@ def mapper_config(p: NodeParams) -> MapperConfig:
         max_voxels=p.max_voxels or None, max_hits=p.max_hits or None, min_depth=p.min_depth,
         max_depth=p.max_depth, depth_scale=p.depth_scale, point_stride=p.point_stride,
         pose_is_optical=p.pose_is_optical, query_threshold=p.query_threshold, frame_id=p.map_frame,
-        cache_aligned=p.cache_aligned,
+        cache_aligned=p.cache_aligned, text_device=p.text_device, text_dtype=p.text_dtype,
+        text_keep_loaded=p.text_keep_loaded,
     )
 
 

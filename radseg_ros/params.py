@@ -25,7 +25,8 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     # model
-    "model": Spec("c-radio_v3-b", "RADIO backbone: c-radio_v3-b|l|h (torch.hub), hf:nvidia/C-RADIOv3-B, or "
+    "model": Spec("c-radio_v3-b", "RADIO backbone: c-radio_v3-b|l|h, c-radio_v4-so400m|h (torch.hub), "
+                  "hf:nvidia/C-RADIOv3-B, or "
                   "random-tiny / random-base (random weights, NOT semantic: tests and timing only)"),
     "radio_repo_dir": Spec("", "offline: local NVlabs/RADIO checkout used as torch.hub source ('' = download)"),
     "radio_checkpoint": Spec("", "offline: local RADIO checkpoint (.pth.tar) ('' = download)"),
@@ -33,7 +34,15 @@ SPECS: dict[str, Spec] = {
                            "on-disk cache of text embeddings, so a restart does not re-encode the classes "
                            "('' = memory only)"),
     "lang_model": Spec("siglip2", "language adaptor", choices=("siglip2", "clip")),
-    "text_model_path": Spec("", "local directory of the text tower/tokenizer for offline robots ('' = download)"),
+    "text_model_path": Spec("", "offline: folder of local text models, one subfolder per Hugging Face id "
+                            "(e.g. <dir>/google/siglip2-so400m-patch16-naflex); the checkpoint names which "
+                            "('' = Hugging Face cache / download)"),
+    "text_device": Spec("cpu", "device of the text tower, loaded on the first label not in the text cache: "
+                        "cpu keeps GPU memory for the backbone, or cuda / cuda:N"),
+    "text_dtype": Spec("auto", "text tower dtype: auto (float32 on cpu, float16 on cuda); falls back to "
+                       "float32 if low precision gives non-finite vectors",
+                       choices=("auto", "float32", "float16", "bfloat16")),
+    "text_keep_loaded": Spec(True, "keep the text tower in memory after a text-cache miss (false frees it)"),
     "device": Spec("auto", "torch device: auto (cuda if available), cuda, cuda:N or cpu"),
     "dtype": Spec("auto", "autocast dtype: auto (bfloat16 on cuda, float32 on cpu)",
                   choices=("auto", "float32", "float16", "bfloat16")),
@@ -102,6 +111,9 @@ class NodeParams:
     text_cache_dir: str
     lang_model: str
     text_model_path: str
+    text_device: str
+    text_dtype: str
+    text_keep_loaded: bool
     device: str
     dtype: str
     crop: int
