@@ -28,6 +28,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
 from radseg_ros import conversions as conv
 from radseg_ros.map_paths import MapPathError, resolve_map_path
@@ -369,6 +370,9 @@ class RadsegNode(Node):
             self._save_quietly("shutdown.rsmap")
 
 
+EXIT_MODEL_UNAVAILABLE = 3  # exit status when the model cannot be loaded (ModelLoadError)
+
+
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
@@ -377,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except ModelLoadError as exc:  # weights missing: its own status, so scripts can fall back (demo.sh)
+        print(f"radseg_node: {exc}", file=sys.stderr)
+        return EXIT_MODEL_UNAVAILABLE
     except (ValueError, RuntimeError) as exc:
         print(f"radseg_node: {exc}", file=sys.stderr)
         return 2
