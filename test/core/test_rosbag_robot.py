@@ -133,7 +133,7 @@ def test_refusals_name_what_is_missing(bag, tmp_path):
 
 
 @pytest.mark.parametrize("source", ["odometry", "tf", "pose"])
-def test_documented_command_maps_onto_the_walls(bag, tmp_path, monkeypatch, source):
+def test_documented_command_maps_onto_the_walls(bag, tmp_path, monkeypatch, capsys, source):
     from radseg_core.cli import map as map_cli
     from radseg_core.map_io import load_map
 
@@ -142,6 +142,8 @@ def test_documented_command_maps_onto_the_walls(bag, tmp_path, monkeypatch, sour
     argv = shlex.split(DOC_COMMANDS[source])[1:] + OFFLINE
     assert map_cli.main(argv) == 0
     out = bag.parent / argv[argv.index("-o") + 1]
+    err = capsys.readouterr().err
+    assert "skipped 2 rgb image(s)" in err and f"pose source {source}, map frame map" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 6 and summary["frames_skipped"] == 2 and summary["map_frame"] == "map"
     assert summary["pose_source"] == source and len(summary["skipped"]) == 1
@@ -155,3 +157,13 @@ def test_documented_command_maps_onto_the_walls(bag, tmp_path, monkeypatch, sour
     # and both surfaces are there
     assert (np.abs(c[:, 0] - ROBOT_WALL_X) < vmap.voxel_size).sum() > 50
     assert (np.abs(c[:, 2]) < vmap.voxel_size).sum() > 50
+
+
+def test_bag_options_on_other_inputs_and_bad_topics_exit_2(bag, tmp_path, capsys):
+    from radseg_core.cli import map as map_cli
+
+    assert map_cli.main(["synthetic-room", "--pose-source", "tf", "-o", str(tmp_path / "x"), *OFFLINE]) == 2
+    assert "--pose-source apply to rosbag2 inputs only" in capsys.readouterr().err
+    assert map_cli.main([str(bag), "--pose-source", "odometry", "--pose-topic", "/camera_pose",
+                         "-o", str(tmp_path / "y"), *OFFLINE]) == 2
+    assert "has type geometry_msgs/msg/PoseStamped" in capsys.readouterr().err
