@@ -39,7 +39,6 @@ def register_depth(
     K_c = np.asarray(K_rgb, dtype=np.float64).reshape(3, 3)
     T = np.eye(4) if T_rgb_depth is None else validate_rigid_transform(T_rgb_depth)
     H, W = int(rgb_hw[0]), int(rgb_hw[1])
-    out = np.zeros((H, W), dtype=np.float32)
 
     v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
     z = depth[v, u].astype(np.float64)
@@ -52,11 +51,8 @@ def register_depth(
     vc = np.rint(K_c[1, 1] * pts[1] / zc + K_c[1, 2]).astype(np.int64)
     inside = (uc >= 0) & (uc < W) & (vc >= 0) & (vc < H)
     idx, zc = vc[inside] * W + uc[inside], zc[inside]
-    if idx.size == 0:
-        return out
-    order = np.lexsort((zc, idx))  # by pixel, nearest first
-    idx, zc = idx[order], zc[order]
-    first = np.ones(idx.size, dtype=bool)
-    first[1:] = idx[1:] != idx[:-1]
-    out.reshape(-1)[idx[first]] = zc[first]
-    return out
+    # z-buffer: the nearest depth per colour pixel (ufunc.at is unbuffered, so repeated pixels all count)
+    zbuf = np.full(H * W, np.inf, dtype=np.float32)
+    np.minimum.at(zbuf, idx, zc.astype(np.float32))
+    zbuf[np.isinf(zbuf)] = 0.0
+    return zbuf.reshape(H, W)
