@@ -2,8 +2,10 @@
 # The main job: set up the environment (idempotent), then run the Motorcycle sample through the real
 # ROS 2 node (bag replay → mapping → ~/query → ~/save_map) and leave images, map, PLY and pictures
 # in output/demo/.
-#   scripts/demo.sh                        # c-radio_v3-b, downloaded on first use
-#   scripts/demo.sh --model random-tiny    # offline smoke run (random weights: not semantic)
+#   scripts/demo.sh                        # c-radio_v3-b, downloaded on first use; offline it prints what
+#                                          # to download and runs with random weights (NOT SEMANTIC), exit 0
+#   scripts/demo.sh --require-weights      # offline: same block, then exit 3 instead of the random run
+#   scripts/demo.sh --model random-tiny    # offline smoke run (random weights: NOT SEMANTIC)
 #   scripts/demo.sh --help
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
