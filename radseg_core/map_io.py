@@ -7,7 +7,12 @@ file can never execute code). Members:
   "mode", "dim", "dtype", "max_voxels", "max_hits", "evict_fraction", "frames_integrated",
   "metadata": {...}}`` (metadata holds model, classes, frame_id and anything JSON-serialisable).
 * ``keys`` int64 (N,), ``values`` (N, D) and ``colors`` (N, 3) in the storage dtype (bfloat16 as its
-  uint16 bit pattern), ``hits`` float32 (N,), ``last_seen`` int32 (N,).
+  uint16 bit pattern), ``hits`` int32 (N,) (version 1 files: float32 whole numbers), ``last_seen``
+  int32 (N,).
+
+Loading checks everything before anything is used: member shapes and dtypes against the header,
+finite values and colours, colours in [0, 255], unique keys, positive whole hit counts. A file
+holding pickled objects is refused with our own message (it is never unpickled).
 
 Writes are atomic (temp file in the target directory, fsync, ``os.replace``): a crash leaves the old
 file intact. Any unreadable, truncated, corrupt (zip CRC) or incompatible file raises
@@ -30,13 +35,15 @@ from radseg_core.visual import heat_colors, label_palette
 from radseg_core.voxel_map import VoxelMap
 
 FORMAT_NAME = "radseg_voxel_map"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: int32 hit counts
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _MEMBERS = ("header", "keys", "values", "colors", "hits", "last_seen")
+_RESIDUAL_MEMBERS = ("residual_slots", "residual_values", "residual_colors")  # optional (version 2)
 
 
 class MapFileError(ValueError):
-    """A map file that cannot be used: unreadable, truncated, corrupt or from an incompatible version."""
+    """A map file that cannot be used: unreadable, truncated, corrupt, invalid, or incompatible with the
+    running configuration (voxel size, mode, feature size, model, frame)."""
 
 
 def _atomic_write(path: Path, write: Callable[[str], None], suffix: str) -> None:
@@ -68,6 +75,13 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.view(torch.uint16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
+def _as_float32(a: np.ndarray) -> np.ndarray:
+    """Stored floats as float32 (bfloat16 is kept as its uint16 bit pattern)."""
+    if a.dtype == np.uint16:
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float32, copy=False)
+
+
 def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
     """Write ``vmap`` to ``path`` (``.npz`` container, atomic). Returns the path."""
     path = Path(path)
@@ -97,6 +111,10 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
         "hits": _to_numpy(vmap.hits()),
         "last_seen": _to_numpy(vmap.last_seen()),
     }
+    res_slots, res, res_col = vmap.residuals()
+    arrays.update(
+        residual_slots=_to_numpy(res_slots), residual_values=_to_numpy(res), residual_colors=_to_numpy(res_col)
+    )
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -112,12 +130,19 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             missing = [m for m in _MEMBERS if m not in z.files]
             if missing:
                 raise MapFileError(f"{path}: not a radseg voxel map (missing {missing})")
-            return {m: z[m] for m in _MEMBERS}
+            out = {m: z[m] for m in _MEMBERS}
+            out.update({m: z[m] for m in _RESIDUAL_MEMBERS if m in z.files})
+            return out
     except MapFileError:
         raise
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as e:
+        if "pickle" in str(e):  # numpy's message would advise unpickling; we never do
+            raise MapFileError(
+                f"{path}: holds Python objects (pickle); radseg map files contain plain arrays only, "
+                "so this is not one of ours and is refused"
+            ) from None
         raise MapFileError(
             f"{path}: unreadable, truncated or corrupt map file ({type(e).__name__}: {e})"
         ) from e
@@ -170,7 +195,10 @@ def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> Vox
             f"values must be {np.dtype(want_np)} ({n}, {dim})",
         ),
         (colors.dtype == want_np and colors.shape == (n, 3), f"colors must be ({n}, 3)"),
-        (hits.dtype == np.float32 and hits.shape == (n,), f"hits must be float32 ({n},)"),
+        (
+            hits.dtype == (np.int32 if version >= 2 else np.float32) and hits.shape == (n,),
+            f"hits must be {'int32' if version >= 2 else 'float32'} ({n},)",
+        ),
         (last_seen.dtype == np.int32 and last_seen.shape == (n,), f"last_seen must be int32 ({n},)"),
     ]
     for ok, msg in checks:
@@ -178,14 +206,42 @@ def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> Vox
             raise MapFileError(f"{path}: {msg}")
     if n and np.unique(keys).shape[0] != n:
         raise MapFileError(f"{path}: duplicate voxel keys")
-    if n and not (np.isfinite(hits).all() and (hits > 0).all()):
+    if n and not (np.isfinite(hits).all() and (hits > 0).all() and (hits <= 2**31 - 1).all()):
         raise MapFileError(f"{path}: hit counts must be finite and positive")
+    if n and version < 2 and not (np.floor(hits) == hits).all():
+        raise MapFileError(f"{path}: hit counts must be whole numbers")
+    hits = hits.astype(np.int32)
+    for name, a in (("values", values), ("colors", colors)):
+        if n and not np.isfinite(_as_float32(a)).all():
+            raise MapFileError(f"{path}: {name} contain NaN or inf; refusing a map that would score NaN")
+    col = _as_float32(colors)
+    if n and not ((col >= 0) & (col <= 255)).all():
+        raise MapFileError(f"{path}: colours must lie in [0, 255]")
+    if n and not (keys >= 0).all():
+        raise MapFileError(f"{path}: voxel keys out of range")
+    if n and not (last_seen.min() >= 0 and last_seen.max() <= frames):
+        raise MapFileError(f"{path}: last_seen must lie in [0, frames_integrated={frames}]")
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a))
         return t.view(torch.bfloat16) if dtype == torch.bfloat16 and a.dtype == np.uint16 else t
 
-    vmap._restore(tensor(keys), tensor(values), tensor(colors), tensor(hits), tensor(last_seen), frames)
+    residuals = None
+    if all(m in z for m in _RESIDUAL_MEMBERS) and dtype != torch.float32:
+        rs, rv, rc = (z[m] for m in _RESIDUAL_MEMBERS)
+        r = rs.shape[0] if rs.ndim == 1 else -1
+        ok = (
+            rs.dtype == np.int64 and r >= 0 and rv.dtype == want_np and rv.shape == (r, dim)
+            and rc.dtype == want_np and rc.shape == (r, 3)
+            and (r == 0 or (rs.min() >= 0 and rs.max() < n and np.unique(rs).shape[0] == r))
+            and np.isfinite(_as_float32(rv)).all() and np.isfinite(_as_float32(rc)).all()
+        )
+        if not ok:
+            raise MapFileError(f"{path}: residual arrays do not match the map")
+        residuals = (torch.from_numpy(rs), tensor(rv), tensor(rc))
+    vmap._restore(
+        tensor(keys), tensor(values), tensor(colors), tensor(hits), tensor(last_seen), frames, residuals
+    )
     vmap.metadata = metadata
     return vmap
 

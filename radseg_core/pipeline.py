@@ -20,7 +20,7 @@ from radseg_core.geometry import (
     scale_intrinsics,
     validate_rigid_transform,
 )
-from radseg_core.map_io import load_map, save_map
+from radseg_core.map_io import MapFileError, load_map, save_map
 from radseg_core.query import AlignedFeatures, align_and_normalize, query_map
 from radseg_core.registration import register_depth
 from radseg_core.types import Candidate, Frame, QueryResult
@@ -61,6 +61,7 @@ class MapperConfig:
     storage_dtype: str = "float16"
     max_voxels: int | None = None
     max_hits: float | None = None
+    residual_rows: int = 8192  # fp16 drift compensation working set (rows x ((dim + 3) x 2 + 16) bytes)
     min_depth: float = 0.1
     max_depth: float = 5.0
     depth_scale: float = 0.001
@@ -87,6 +88,7 @@ class FrameOutput:
     labels: np.ndarray | None  # (H, W) uint16, 0 = ignore, i = classes[i - 1]
     points: int  # points integrated into the map
     timings: dict[str, float]  # seconds per stage
+    out_of_range: int = 0  # finite points dropped because they lie beyond the map's key range
 
 
 def resolve_device(device: str) -> torch.device:
@@ -140,7 +142,7 @@ class SemanticMapper:
         dim = self.encoder.feature_dim if c.mode == "features" else len(c.classes)
         vmap = VoxelMap(
             voxel_size=c.voxel_size, mode=c.mode, dim=dim, dtype=_DTYPES[c.storage_dtype],
-            device=self.device, max_voxels=c.max_voxels, max_hits=c.max_hits,
+            device=self.device, max_voxels=c.max_voxels, max_hits=c.max_hits, residual_rows=c.residual_rows,
         )
         vmap.metadata.update(model=self.encoder.model_name, classes=list(c.classes), frame_id=c.frame_id)
         return vmap
@@ -240,7 +242,9 @@ class SemanticMapper:
         timings = {**encoded.timings, "integration": time.perf_counter() - t1}
         labels = encoded.labels
         label_img = None if labels is None else labels.to("cpu", torch.int32).numpy().astype(np.uint16)
-        return FrameOutput(labels=label_img, points=n, timings=timings)
+        return FrameOutput(
+            labels=label_img, points=n, timings=timings, out_of_range=self.map.last_out_of_range
+        )
 
     def _labels_from_features(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
         if not self.config.classes:
@@ -309,21 +313,40 @@ class SemanticMapper:
         save_map(self.map, path)
         return len(self.map)
 
-    def load(self, path: str | Path) -> int:
-        """Replace the map with the file's; on any error the current map stays untouched."""
+    def load(self, path: str | Path, *, adopt_frame: bool = False) -> int:
+        """Replace the map with the file's; on any refusal (MapFileError) the current map stays untouched.
+
+        The file must match the running configuration: mode, voxel size, feature size, model and the
+        map frame (``adopt_frame=True`` takes the file's frame_id instead of refusing it).
+        """
         loaded = load_map(path, device=self.device)
+        c = self.config
         expected_dim = self.encoder.feature_dim if loaded.mode == "features" else loaded.dim
-        if loaded.mode != self.config.mode:
-            raise ValueError(f"map mode '{loaded.mode}' differs from the node's mode '{self.config.mode}'")
+        if loaded.mode != c.mode:
+            raise MapFileError(f"{path}: map mode '{loaded.mode}' differs from the node's mode '{c.mode}'")
+        if abs(loaded.voxel_size - c.voxel_size) > 1e-9 * c.voxel_size:
+            raise MapFileError(
+                f"{path}: map voxel size {loaded.voxel_size} m differs from the node's voxel_size {c.voxel_size} m"
+            )
         if loaded.dim != expected_dim:
-            raise ValueError(f"map features have {loaded.dim} dims, this model gives {expected_dim}")
+            raise MapFileError(f"{path}: map features have {loaded.dim} dims, this model gives {expected_dim}")
         if loaded.metadata.get("model") not in (None, self.encoder.model_name):
-            raise ValueError(
-                f"map was built with model '{loaded.metadata.get('model')}', this node runs "
+            raise MapFileError(
+                f"{path}: map was built with model '{loaded.metadata.get('model')}', this node runs "
                 f"'{self.encoder.model_name}': features are not comparable"
+            )
+        file_frame = loaded.metadata.get("frame_id") or c.frame_id
+        if file_frame != c.frame_id and not adopt_frame:
+            raise MapFileError(
+                f"{path}: map is in frame '{file_frame}', this node maps in '{c.frame_id}'; "
+                "load with adopt_frame to take the file's frame"
             )
         if loaded.mode == "probabilities":
             self.config.classes = list(loaded.metadata.get("classes") or self.config.classes)
+        if adopt_frame:
+            self.config.frame_id = file_frame
+        loaded.max_hits = c.max_hits
+        loaded.max_voxels = c.max_voxels
         self.map = loaded
         return len(loaded)
 
