@@ -1,13 +1,18 @@
 """Start radseg_node (and optionally rviz).
 
-  ros2 launch radseg_ros radseg.launch.py camera:=realsense rviz:=true
-  ros2 launch radseg_ros radseg.launch.py params_file:=/path/my.yaml namespace:=robot1
+  ros2 launch radseg_ros radseg.launch.py camera:=realsense pose_topic:=/odom rviz:=true
+  ros2 launch radseg_ros radseg.launch.py namespace:=robot1 model:=c-radio_v3-l pose_source:=odometry
+  ros2 launch radseg_ros radseg.launch.py --show-args
 
-`camera` picks topic remappings for common drivers; `none` keeps the node's own names
-(rgb/image, depth/image, rgb/camera_info, pose) for you to remap.
+Every node parameter (radseg_ros/params.py SPECS) is also a launch argument: a value given on the launch
+line reaches the node, over the params file; a bad value or an unknown name stops the launch with the
+reason. `camera` picks topic remappings for common drivers; `pose_topic` wins over its pose remap.
+The logic lives in radseg_ros/launch_config.py (tested without `launch` installed).
 """
 
 import os
+import sys
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -16,47 +21,35 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from radseg_ros import launch_config as lc
+from radseg_ros.params import SPECS
 
-# node input → driver topic, for drivers' default namespaces (depth registered to colour)
-CAMERA_REMAPPINGS = {
-    "none": {},
-    "realsense": {
-        "rgb/image": "/camera/camera/color/image_raw",
-        "rgb/camera_info": "/camera/camera/color/camera_info",
-        "depth/image": "/camera/camera/aligned_depth_to_color/image_raw",
-    },
-    "zed": {
-        "rgb/image": "/zed/zed_node/rgb/image_rect_color",
-        "rgb/camera_info": "/zed/zed_node/rgb/camera_info",
-        "depth/image": "/zed/zed_node/depth/depth_registered",
-        "pose": "/zed/zed_node/pose",
-    },
-    "oakd": {
-        "rgb/image": "/oak/rgb/image_raw",
-        "rgb/camera_info": "/oak/rgb/camera_info",
-        "depth/image": "/oak/stereo/image_raw",
-    },
-}
+
+def _launched_directly() -> bool:
+    """Unknown names are refused when this file is the one run; when included, the parent's own
+    arguments share the launch line, so only names of node parameters are read."""
+    return any(os.path.basename(arg) == "radseg.launch.py" for arg in sys.argv)
 
 
 def _node(context):
     share = get_package_share_directory("radseg_ros")
-    camera = LaunchConfiguration("camera").perform(context)
-    if camera not in CAMERA_REMAPPINGS:
-        raise RuntimeError(f"camera:={camera} is not one of {', '.join(CAMERA_REMAPPINGS)}")
-    remappings = list(CAMERA_REMAPPINGS[camera].items())
-    pose_topic = LaunchConfiguration("pose_topic").perform(context)
-    if pose_topic:
-        remappings.append(("pose", pose_topic))
-        remappings.append(("odom", pose_topic))
-    use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
+    configs = context.launch_configurations
+    if _launched_directly():
+        lc.check_argument_names(lc.argument_names(context.argv))
+    remappings = lc.remappings(configs["camera"], configs["pose_topic"])
+    use_sim_time = configs["use_sim_time"].lower() == "true"
+    overrides = {**lc.parameter_overrides(configs), "use_sim_time": use_sim_time}
+    # A file, not a dict: launch_ros would re-read string values as YAML (camera_frame:=123 -> int).
+    with tempfile.NamedTemporaryFile("w", prefix="radseg_launch_", suffix=".yaml", delete=False) as f:
+        f.write(lc.parameters_yaml(overrides))
+    params_file = configs["params_file"] or os.path.join(share, "config", "radseg.yaml")
     return [
         Node(
             package="radseg_ros",
             executable="radseg_node",
-            name="radseg",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), {"use_sim_time": use_sim_time}],
+            name=lc.NODE_NAME,
+            namespace=configs["namespace"],
+            parameters=[params_file, f.name],
             remappings=remappings,
             output="screen",
             emulate_tty=True,
@@ -74,17 +67,14 @@ def _node(context):
 
 def generate_launch_description():
     share = get_package_share_directory("radseg_ros")
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "radseg.yaml"),
-                                  description="parameters file (see config/ for desktop and Jetson presets)"),
-            DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-            DeclareLaunchArgument("camera", default_value="none",
-                                  description="topic remappings: " + ", ".join(CAMERA_REMAPPINGS)),
-            DeclareLaunchArgument("pose_topic", default_value="",
-                                  description="camera pose topic (PoseStamped or Odometry) to remap to"),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bags)"),
-            DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with radseg.rviz"),
-            OpaqueFunction(function=_node),
-        ]
-    )
+    defaults = {"params_file": os.path.join(share, "config", "radseg.yaml")}
+    own = [
+        DeclareLaunchArgument(name, default_value=defaults.get(name, default), description=text,
+                              **({"choices": list(lc.CAMERA_REMAPPINGS)} if name == "camera" else {}))
+        for name, (default, text) in lc.LAUNCH_ARGUMENTS.items()
+    ]
+    parameters = [
+        DeclareLaunchArgument(name, default_value="", description=lc.parameter_argument_description(name))
+        for name in SPECS
+    ]
+    return LaunchDescription([*own, *parameters, OpaqueFunction(function=_node)])
