@@ -48,7 +48,8 @@ def test_offline_demo_falls_back_to_random_weights_and_labels_every_output(tmp_p
     for picture in (*segs, out / "map_topdown_NOT_SEMANTIC.png", out / "query_NOT_SEMANTIC.png"):
         img = cv2.imread(str(picture))
         assert img is not None, picture
-        assert (img[2, :, 2] > 150).all() and (img[2, :, :2] < 60).all(), picture  # red banner across the top
+        red = (img[:3, :, 2] > 150) & (img[:3, :, :2] < 60).all(axis=-1)
+        assert red.mean() > 0.95, picture  # red banner across the top (the white text may touch it)
         assert PILImage.open(picture).text["radseg:semantic"] == "false", picture
     from radseg_core.map_io import load_map
 
