@@ -5,6 +5,7 @@ file can never execute code). Members:
 
 * ``header``: UTF-8 JSON as uint8 — ``{"format": "radseg_voxel_map", "version": 1, "voxel_size",
   "mode", "dim", "dtype", "max_voxels", "max_hits", "evict_fraction", "frames_integrated",
+  "origin_voxel" (version 2),
   "metadata": {...}}`` (metadata holds model, classes, frame_id and anything JSON-serialisable).
 * ``keys`` int64 (N,), ``values`` (N, D) and ``colors`` (N, 3) in the storage dtype (bfloat16 as its
   uint16 bit pattern), ``hits`` int32 (N,) (version 1 files: float32 whole numbers), ``last_seen``
@@ -97,6 +98,7 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
         "max_hits": vmap.max_hits,
         "evict_fraction": vmap.evict_fraction,
         "frames_integrated": vmap.frames_integrated,
+        "origin_voxel": vmap.origin_voxel.tolist(),
         "metadata": vmap.metadata,
     }
     try:
@@ -178,6 +180,9 @@ def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> Vox
             evict_fraction=float(header["evict_fraction"]),
         )
         frames = int(header["frames_integrated"])
+        origin = header.get("origin_voxel", [0, 0, 0])
+        if not (isinstance(origin, list) and len(origin) == 3 and all(type(o) is int for o in origin)):
+            raise ValueError(f"origin_voxel must be 3 integers, got {origin!r}")
         metadata = dict(header["metadata"])
     except (KeyError, TypeError, ValueError) as e:
         raise MapFileError(f"{path}: invalid map header ({e})") from e
@@ -240,7 +245,8 @@ def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> Vox
             raise MapFileError(f"{path}: residual arrays do not match the map")
         residuals = (torch.from_numpy(rs), tensor(rv), tensor(rc))
     vmap._restore(
-        tensor(keys), tensor(values), tensor(colors), tensor(hits), tensor(last_seen), frames, residuals
+        tensor(keys), tensor(values), tensor(colors), tensor(hits), tensor(last_seen), frames, residuals,
+        tuple(origin),
     )
     vmap.metadata = metadata
     return vmap

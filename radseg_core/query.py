@@ -89,6 +89,7 @@ def connected_components(ijk: torch.Tensor) -> torch.Tensor:
     n = ijk.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.int64)
+    ijk = ijk - ijk.min(dim=0).values + 1  # local coordinates: packing stays collision-free far from 0
     keys = pack_keys(ijk)
     skeys, perm = torch.sort(keys)
     src_l, dst_l = [], []

@@ -7,7 +7,10 @@ once; the map never revisits voxels a frame did not touch.
 
 Layout, chosen so that integrating a frame costs what the frame costs, not what the map costs:
 
-* Voxel integer coordinates are packed into one int64 key (21 bits per axis, ±52 km at 5 cm).
+* Voxel integer coordinates are packed into one int64 key (21 bits per axis, ±52 km at 5 cm) relative
+  to ``origin_voxel``; world points are formed in float64, so a map anchored 1,000 km away (UTM) is
+  the same map as one at the origin, shifted. Points beyond the key range are counted
+  (``out_of_range``) and warned about once, never dropped silently.
 * Per-voxel data lives in *slots*: append-only rows of preallocated tensors (growth +12.5 %, so
   allocated rows stay <= 1.125 x used). A frame only reads and writes the rows of its own voxels.
 * A sorted key array + matching slot array is the hash: lookup is ``searchsorted``. Inserting a
@@ -149,6 +152,9 @@ class VoxelMap:
             "frame_id": "map",
         }
         self.frames_integrated = 0  # also the "last seen" clock of voxels
+        # Keys are relative to this voxel (int64): 0 unless the first points lie far from the map frame's
+        # origin (UTM-anchored frames), then a local origin near them (multiple of 2^16 voxels).
+        self.origin_voxel = torch.zeros(3, dtype=torch.int64)
         # Changes whenever slots are removed or reordered; unique across maps, so a cache keyed on it
         # can never confuse two maps (even one allocated where a collected one lived).
         self.generation = next(_GENERATIONS)
@@ -218,11 +224,11 @@ class VoxelMap:
 
     def voxel_indices(self) -> torch.Tensor:
         """(N, 3) integer voxel coordinates: voxel (i, j, k) spans [i, i+1) * voxel_size along x, etc."""
-        return unpack_keys(self.keys())
+        return unpack_keys(self.keys()) + self.origin_voxel.to(self.device)
 
-    def centers(self) -> torch.Tensor:
-        """(N, 3) float32 voxel centres in the map frame (metres)."""
-        return (self.voxel_indices().to(torch.float64) + 0.5).mul(self.voxel_size).float()
+    def centers(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(N, 3) voxel centres in the map frame (metres); ask float64 far (> ~100 km) from the origin."""
+        return (self.voxel_indices().to(torch.float64) + 0.5).mul(self.voxel_size).to(dtype)
 
     def colors(self) -> torch.Tensor:
         """(N, 3) uint8 mean colour."""
@@ -252,6 +258,11 @@ class VoxelMap:
     def _point_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys of (N, 3) points and a mask of those that are finite and inside the key range."""
         ijk = torch.floor(points.to(torch.float64) / self.voxel_size)
+        if self._size == 0 and not self.origin_voxel.any():
+            finite = ijk[torch.isfinite(ijk).all(dim=1)]
+            if finite.numel() and bool((finite[0].abs() >= _OFFSET // 2).any()):
+                self.origin_voxel = (torch.round(finite[0] / 65536) * 65536).long().cpu()
+        ijk = ijk - self.origin_voxel.to(ijk.device, torch.float64)
         ok = torch.isfinite(ijk).all(dim=1) & (ijk >= -_OFFSET).all(dim=1) & (ijk < _OFFSET).all(dim=1)
         ijk = torch.where(ok[:, None], ijk, torch.zeros_like(ijk))
         return pack_keys(ijk.long()), ok
@@ -384,8 +395,9 @@ class VoxelMap:
             return
         if self.out_of_range == 0:
             span = _OFFSET * self.voxel_size
+            origin = (self.origin_voxel.double() * self.voxel_size).tolist()
             warnings.warn(
-                f"{beyond} points lie beyond the voxel map's key range (+-{span:.0f} m from the map origin at "
+                f"{beyond} points lie beyond the voxel map's key range (+-{span:.0f} m around {origin} at "
                 f"voxel_size {self.voxel_size} m) and are dropped; use a map frame closer to the robot "
                 "(e.g. a local ENU origin instead of UTM) or a larger voxel_size",
                 RuntimeWarning,
@@ -557,6 +569,7 @@ class VoxelMap:
         """Forget every voxel (configuration and metadata stay)."""
         self._alloc(0)
         self.frames_integrated = 0
+        self.origin_voxel = torch.zeros(3, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
 
     # ------------------------------------------------------------------ restore (used by map_io)
@@ -575,6 +588,7 @@ class VoxelMap:
         last_seen: torch.Tensor,
         frames_integrated: int,
         residuals: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        origin_voxel: tuple[int, int, int] = (0, 0, 0),
     ) -> None:
         """Replace the contents with saved per-voxel arrays (slot order); keys must be unique."""
         n = keys.numel()
@@ -590,6 +604,7 @@ class VoxelMap:
         self._sorted_slots = order
         self._size = n
         self.frames_integrated = int(frames_integrated)
+        self.origin_voxel = torch.tensor(origin_voxel, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
         if residuals is not None and self.residual_rows:
             slots, res, res_col = (t[-self.residual_rows :].to(dev) for t in residuals)  # most recent kept
