@@ -131,7 +131,7 @@ class RADSegEncoder:
 
     @property
     def language_dim(self) -> int:
-        """D: language-aligned size (SigLIP2-g: 1536)."""
+        """D: language-aligned size (1152 for C-RADIOv3-B/L, SigLIP2-so400m; 1536 for v3-H/v4, giant-opt)."""
         head = self.lang_adaptor.head_mlp
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         return int(last.out_features)

@@ -221,8 +221,8 @@ def build_random_tiny(
 def build_random_base(lang: str = "siglip2", sam: bool = True, seed: int = 0) -> RadioReplica:
     """timm ``vit_base_patch16_radio_v3`` (C-RADIOv3-B architecture) with random weights, for timing.
 
-    Its adaptor and text-tower sizes follow SigLIP2-g (1536-d) and SAM-H (1280-d) but the text tower is the
-    tiny one: text encoding is per query, not per frame, so it does not matter for frame timings.
+    Its adaptor sizes follow C-RADIOv3-B's teachers, SigLIP2-so400m (1152-d) and SAM-H (1280-d), but the text
+    tower is the tiny one: text encoding is per query, not per frame, so it does not matter for frame timings.
     """
     patch_torchvision()
     import timm
@@ -236,5 +236,5 @@ def build_random_base(lang: str = "siglip2", sam: bool = True, seed: int = 0) ->
             num_classes=0,
             global_pool="",
         )
-        model = RadioReplica(vit, num_cls_tokens=4, adaptors=_adaptors(768, 1536, 1280, lang, sam))
+        model = RadioReplica(vit, num_cls_tokens=4, adaptors=_adaptors(768, 1152, 1280, lang, sam))
     return model.eval()
