@@ -65,6 +65,10 @@ def parameter_argument_description(name: str) -> str:
     return f"node parameter: {spec.description}{extra} (empty: the params file's value)"
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def parse_parameter(name: str, text: str) -> Any:
     """``text`` from the launch line as a value of the type of parameter ``name``, validated."""
     spec = SPECS[name]
@@ -85,9 +89,13 @@ def parse_parameter(name: str, text: str) -> Any:
         value = parsed
         want = "an integer"
     elif isinstance(default, float):
-        ok = isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+        ok = _is_number(parsed)
         value = float(parsed) if ok else parsed
         want = "a number"
+    elif isinstance(default, list) and all(isinstance(v, float) for v in default) and default:
+        ok = isinstance(parsed, list) and all(_is_number(v) for v in parsed)
+        value = [float(v) for v in parsed] if ok else parsed
+        want = "a list of numbers, e.g. \"[0.1, 0.2]\""
     elif isinstance(default, list):  # "[chair, table]" or "chair,table"
         if isinstance(parsed, str):
             parsed = [part.strip() for part in parsed.split(",")]

@@ -154,6 +154,15 @@ def test_numbers_yaml_reads_as_text_and_comma_lists_are_accepted():
     assert lc.parse_parameter("classes", "chair,table") == ["chair", "table"]
 
 
+def test_a_list_of_numbers_parameter_takes_numbers(monkeypatch):
+    from radseg_ros.params import Spec
+
+    monkeypatch.setitem(SPECS, "offsets", Spec([0.0, 0.0], "a parameter the node might gain"))
+    assert lc.parse_parameter("offsets", "[1, 2.5]") == [1.0, 2.5]
+    with pytest.raises(lc.LaunchArgumentError, match="list of numbers"):
+        lc.parse_parameter("offsets", "[a, b]")
+
+
 def test_empty_value_keeps_the_params_file_and_other_launch_arguments_are_not_parameters():
     assert lc.parameter_overrides({"model": "", "camera": "zed", "namespace": "r1", "rviz": "true"}) == {}
 
