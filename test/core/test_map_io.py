@@ -57,7 +57,7 @@ def test_round_trip_is_exact(tmp_path, dtype, mode):
     path = save_map(vm, tmp_path / "m.npz")
     loaded = load_map(path)
     assert_maps_equal(vm, loaded)
-    # The loaded map keeps integrating exactly like the original.
+    # The loaded map keeps integrating exactly like the original (fp16 residuals are saved too).
     p, v = torch.rand(200, 3), torch.rand(200, vm.dim)
     vm.integrate_points(p, v)
     loaded.integrate_points(p, v)
@@ -170,3 +170,83 @@ def test_export_ply_rgb_label_heat(tmp_path):
     with pytest.raises(ValueError, match="scores"):
         export_ply(vm, tmp_path / "x.ply", color_by="heat")
     assert not any(name.startswith(".") for name in os.listdir(tmp_path))
+
+
+def _member(path, name):
+    with np.load(path) as z:
+        return z[name].copy()
+
+
+def _bad_values(path, value):
+    v = _member(path, "values")
+    v[3, 2] = value
+    return {"values": v}
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: _bad_values(p, np.nan), "NaN or inf"),
+        (lambda p: _bad_values(p, np.inf), "NaN or inf"),
+        (lambda p: {"values": np.full_like(_member(p, "values"), np.nan)}, "NaN or inf"),
+        (lambda p: {"colors": _member(p, "colors") * np.float16(np.inf)}, "NaN or inf"),
+        (lambda p: {"colors": _member(p, "colors") + np.float16(300)}, r"\[0, 255\]"),
+        (lambda p: {"values": _member(p, "values").astype(np.float32)}, "values must be float16"),
+        (lambda p: {"values": _member(p, "values")[:, :5]}, "values must be float16"),
+        (lambda p: {"hits": _member(p, "hits").astype(np.float32)}, "hits must be int32"),
+        (lambda p: {"hits": -_member(p, "hits")}, "positive"),
+        (lambda p: {"keys": _member(p, "keys").astype(np.int32)}, "keys must be int64"),
+        (lambda p: {"keys": -_member(p, "keys")}, "keys out of range"),
+        (lambda p: {"last_seen": _member(p, "last_seen") + 100}, "last_seen"),
+        (lambda p: {"origin_voxel": [0.5, 0, 0]}, "origin_voxel"),
+        (lambda p: {"residual_slots": _member(p, "residual_slots") + 10_000}, "residual"),
+    ],
+    ids=[
+        "nan-value", "inf-value", "all-nan", "inf-colour", "colour-range", "values-dtype", "values-shape",
+        "hits-dtype", "hits-negative", "keys-dtype", "keys-negative", "last-seen", "origin", "residual-slots",
+    ],
+)
+def test_each_bad_file_is_refused_with_our_message(tmp_path, make, match):
+    path = save_map(build_map(), tmp_path / "m.npz")
+    with pytest.raises(MapFileError, match=match):
+        load_map(_rewrite(path, tmp_path / "bad.npz", **make(path)))
+
+
+def test_pickled_file_is_refused_without_numpys_advice(tmp_path):
+    path = save_map(build_map(), tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["values"] = np.array([{"evil": 1}], dtype=object)
+    np.savez(tmp_path / "pickled.npz", **arrays)
+    with pytest.raises(MapFileError) as exc:
+        load_map(tmp_path / "pickled.npz")
+    assert "pickle" in str(exc.value) and "trust" not in str(exc.value) and "allow_pickle" not in str(exc.value)
+
+
+def test_version_1_file_with_float_hits_still_loads(tmp_path):
+    vm = build_map()
+    path = save_map(vm, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("residual")}
+    header = json.loads(arrays["header"].tobytes())
+    header["version"] = 1
+    del header["origin_voxel"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    arrays["hits"] = arrays["hits"].astype(np.float32)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    loaded = load_map(tmp_path / "v1.npz")
+    assert torch.equal(loaded.hits(), vm.hits()) and loaded.hits().dtype == torch.int32
+    arrays["hits"] = arrays["hits"] + np.float32(0.5)
+    np.savez(tmp_path / "v1frac.npz", **arrays)
+    with pytest.raises(MapFileError, match="whole"):
+        load_map(tmp_path / "v1frac.npz")
+
+
+def test_far_origin_round_trip(tmp_path):
+    vm = VoxelMap(dim=3, dtype=torch.float16)
+    p = torch.rand(100, 3, dtype=torch.float64) + torch.tensor([4.0e5, 5.1e6, 30.0], dtype=torch.float64)
+    vm.integrate_points(p, torch.rand(100, 3))
+    assert vm.origin_voxel.abs().max() > 0
+    loaded = load_map(save_map(vm, tmp_path / "m.npz"))
+    assert torch.equal(loaded.voxel_indices(), vm.voxel_indices())
+    assert torch.equal(loaded.origin_voxel, vm.origin_voxel)

@@ -98,3 +98,39 @@ def test_load_keeps_the_map_on_incompatible_files(encoder, tmp_path):
     assert len(m) == n
     m.reset()
     assert m.load(tmp_path / "a.rsmap") == n
+
+
+def test_load_refuses_files_that_do_not_match_the_running_config(encoder, tmp_path):
+    from radseg_core.map_io import MapFileError
+
+    m = mapper_with(encoder)
+    m.process(wall_frame(m))
+    before = (len(m), m.map.values().clone())
+    for name, kw, match in (
+        ("vs.rsmap", {"voxel_size": 0.1}, "voxel size"),
+        ("frame.rsmap", {"frame_id": "utm"}, "frame 'utm'"),
+        ("probs.rsmap", {"mode": "probabilities"}, "mode"),
+    ):
+        other = mapper_with(encoder, **kw)
+        other.process(wall_frame(other))
+        other.save(tmp_path / name)
+        with pytest.raises(MapFileError, match=match):
+            m.load(tmp_path / name)
+        assert len(m) == before[0] and np.array_equal(m.map.values().numpy(), before[1].numpy())
+    other = mapper_with(encoder)
+    other.process(wall_frame(other))
+    other.map.metadata["model"] = "c-radio_v3-g"
+    other.save(tmp_path / "model.rsmap")
+    with pytest.raises(MapFileError, match="model"):
+        m.load(tmp_path / "model.rsmap")
+    assert m.load(tmp_path / "frame.rsmap", adopt_frame=True) > 0 and m.config.frame_id == "utm"
+
+
+def test_out_of_range_points_are_reported_per_frame(encoder):
+    m = mapper_with(encoder, voxel_size=0.0001)  # key range +-105 m: a wall 1.5 m away fits ...
+    out = m.process(wall_frame(m))
+    assert out.out_of_range == 0 and out.points > 0
+    far = wall_frame(m, x=500.0)  # ... a wall 500 m from the first frame's local origin does not
+    with pytest.warns(RuntimeWarning, match="key range"):
+        out = m.process(far)
+    assert out.points == 0 and out.out_of_range == 96 * 128
