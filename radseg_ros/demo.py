@@ -66,7 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "parameter radio_checkpoint)")
     ap.add_argument("--text-model-path", default="", help="offline: folder of local text models, one "
                     "subfolder per Hugging Face id (node parameter text_model_path)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.require_weights and is_random(args.model):
+        ap.error(f"--require-weights asks for real weights, but --model {args.model} has random weights")
+    return args
 
 
 def is_random(model: str) -> bool:

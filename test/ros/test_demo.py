@@ -12,7 +12,7 @@ import cv2
 import pytest
 from PIL import Image as PILImage
 
-from radseg_ros.demo import tagged, weights_block
+from radseg_ros.demo import parse_args, tagged, weights_block
 
 
 def run_demo(tmp_path, *extra: str, timeout: float = 600):
@@ -86,3 +86,9 @@ def test_block_for_a_model_without_a_download_recipe_repeats_the_loaders_advice(
     assert "Reason: no adaptor" in block and "do this: fetch X" in block
     assert "scripts/demo.sh --model hf:/data/radio --require-weights" in block
     assert "NOT SEMANTIC" in block
+
+
+def test_require_weights_with_a_random_model_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--model", "random-tiny", "--require-weights"])
+    assert exc.value.code == 2 and "random weights" in capsys.readouterr().err
