@@ -110,6 +110,12 @@ def test_unknown_or_misspelt_argument_stops_the_launch(launch_file):
         launch_file(["pose_source:=gps"])
 
 
+def test_included_from_another_launch_file_leaves_the_parents_arguments_alone(launch_file, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ros2", "launch", "my_robot", "bringup.launch.py"])
+    _, radseg = launch_file(["robot_name:=r2", "model:=c-radio_v3-h"])
+    assert node_parameters(radseg)[1] == {"model": "c-radio_v3-h", "use_sim_time": False}
+
+
 def test_pose_topic_wins_over_the_camera_presets_pose(launch_file):
     _, radseg = launch_file(["camera:=zed", "pose_topic:=/odometry/filtered"])
     remaps = dict(radseg.kwargs["remappings"])
