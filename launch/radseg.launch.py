@@ -43,6 +43,13 @@ def _node(context):
     with tempfile.NamedTemporaryFile("w", prefix="radseg_launch_", suffix=".yaml", delete=False) as f:
         f.write(lc.parameters_yaml(overrides))
     params_file = configs["params_file"] or os.path.join(share, "config", "radseg.yaml")
+    rviz_file = os.path.join(share, "rviz", "radseg.rviz")
+    if configs["namespace"].strip("/"):  # the layout's topics follow the node into its namespace
+        with open(rviz_file) as src, tempfile.NamedTemporaryFile(
+            "w", prefix="radseg_", suffix=".rviz", delete=False
+        ) as dst:
+            dst.write(lc.rviz_config(src.read(), configs["namespace"]))
+        rviz_file = dst.name
     return [
         Node(
             package="radseg_ros",
@@ -58,7 +65,7 @@ def _node(context):
             package="rviz2",
             executable="rviz2",
             name="rviz2",
-            arguments=["-d", os.path.join(share, "rviz", "radseg.rviz")],
+            arguments=["-d", rviz_file],
             parameters=[{"use_sim_time": use_sim_time}],
             condition=IfCondition(LaunchConfiguration("rviz")),
         ),

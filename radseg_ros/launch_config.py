@@ -157,3 +157,11 @@ def remappings(camera: str, pose_topic: str) -> list[tuple[str, str]]:
 def parameters_yaml(values: Mapping[str, Any]) -> str:
     """A parameter file for the node in any namespace (loaded after params_file, so its values win)."""
     return yaml.safe_dump({PARAMS_KEY: {"ros__parameters": dict(values)}}, sort_keys=False)
+
+
+def rviz_config(text: str, namespace: str) -> str:
+    """radseg.rviz with its /radseg/ topics moved into ``namespace`` (rviz shows the namespaced node)."""
+    ns = namespace.strip("/")
+    if not ns:
+        return text
+    return text.replace(f"Value: /{NODE_NAME}/", f"Value: /{ns}/{NODE_NAME}/")

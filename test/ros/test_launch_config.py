@@ -70,6 +70,7 @@ def launch_file(monkeypatch):
         declared = [e for e in entities if type(e).__name__ == "DeclareLaunchArgument"]
         opaque = next(e for e in entities if type(e).__name__ == "OpaqueFunction")
         nodes = opaque.kwargs["function"](FakeContext(argv, declared))
+        run.nodes = nodes
         radseg = next(n for n in nodes if n.kwargs["executable"] == "radseg_node")
         return declared, radseg
 
@@ -124,9 +125,15 @@ def test_pose_topic_wins_over_the_camera_presets_pose(launch_file):
     assert remaps["rgb/image"] == "/zed/zed_node/rgb/image_rect_color"
 
 
-def test_namespace_reaches_the_node(launch_file):
-    _, radseg = launch_file(["namespace:=robot1"])
+def test_namespace_reaches_the_node_and_rviz_follows_it(launch_file):
+    _, radseg = launch_file(["namespace:=robot1", "rviz:=true"])
     assert radseg.kwargs["namespace"] == "robot1" and radseg.kwargs["name"] == "radseg"
+    rviz = launch_file.nodes[-1]
+    config = yaml.safe_load(Path(rviz.kwargs["arguments"][1]).read_text())
+    topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"] if "Topic" in d]
+    assert topics and all(t.startswith("/robot1/radseg/") for t in topics), topics
+    _, radseg = launch_file([])
+    assert launch_file.nodes[-1].kwargs["arguments"][1].endswith("rviz/radseg.rviz")  # no namespace: as shipped
 
 
 # ------------------------------------------------------------------ the rules themselves
