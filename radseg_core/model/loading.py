@@ -381,6 +381,14 @@ def _load_hf(spec: RadioSpec) -> LoadedRadio:
             f"Download it once with `huggingface-cli download {repo} --local-dir <dir>` "
             "and pass model='hf:<dir>'."
         ) from exc
+    if version is None and getattr(config, "version", None) in MODELS:  # a local copy: its config says
+        version = config.version
+        info = _info(version)
+        ckpt_hint = (
+            f"get the adaptors from the checkpoint in the same repo:\n"
+            f"  huggingface-cli download {info.hf_repo} {info.checkpoint_file} --local-dir <dir>\n"
+            f"  and load with checkpoint=<dir>/{info.checkpoint_file} (plus repo_dir=<RADIO checkout> offline)"
+        )
     teachers = list((config.args or {}).get("teachers", []))
     names = [t["name"] for t in teachers]
     lang_name = next((n for n in _adaptor_candidates(spec.lang) if n in names), None)

@@ -74,3 +74,43 @@ def radio_checkout(tmp_root: Path) -> Path | None:
         return None
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
     return out if (out / "hubconf.py").is_file() else None
+
+
+def write_hf_radio(out: Path, radio_repo: Path, ckpt: Path, loaded, version: str, adaptors: bool) -> Path:
+    """A local copy of a Hugging Face C-RADIO repo as RADIO's hf_hub.py exports it: config.json with
+    ``auto_map`` to ``hf_model.RADIOModel``, the ``radio/*.py`` code flat beside it, model.safetensors.
+    ``adaptors=False`` gives ``"adaptor_configs": {}`` like the published repos; True exports the language
+    adaptor of ``loaded`` (a LoadedRadio of checkpoint ``ckpt``)."""
+    import shutil
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(radio_repo))
+    try:
+        from radio.hf_model import RADIOConfig, RADIOModel
+    finally:
+        sys.path.remove(str(radio_repo))
+
+    def mlp_config(mlp):
+        lin = [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
+        return dict(input_dim=lin[0].in_features, hidden_dim=lin[0].out_features,
+                    output_dim=lin[-1].out_features, num_inner=len(mlp.blocks))
+
+    ad = loaded.lang_adaptor
+    name = loaded.model.radseg_lang_name
+    configs = (
+        {name: dict(summary=mlp_config(ad.head_mlp), feature=mlp_config(ad.feat_mlp), head_idx=ad.head_idx)}
+        if adaptors else {}
+    )
+    args = dict(vars(torch.load(ckpt, weights_only=False)["args"]), dtype="float32")
+    config = RADIOConfig(args=args, version=version, adaptor_names=list(configs), adaptor_configs=configs)
+    config.auto_map = {"AutoConfig": "hf_model.RADIOConfig", "AutoModel": "hf_model.RADIOModel"}
+    model = RADIOModel(config)
+    model.radio_model.load_state_dict(loaded.model.state_dict(), strict=False)
+    if adaptors:
+        model.radio_model.adaptors[name].load_state_dict(ad.state_dict())
+    model.save_pretrained(out)
+    for file in (radio_repo / "radio").glob("*.py"):
+        shutil.copy(file, out)
+    return out

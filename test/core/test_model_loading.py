@@ -6,7 +6,7 @@ import urllib.error
 
 import pytest
 import torch
-from radio_fixtures import radio_checkout, write_text_model
+from radio_fixtures import radio_checkout, write_hf_radio, write_text_model
 
 from radseg_core.encoder import build_encoder
 from radseg_core.model import LoadedRadio, ModelLoadError, RadioSpec, load_radio
@@ -261,3 +261,22 @@ def test_hf_route_patches_torchvision_and_explains_missing_adaptors(monkeypatch)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *a, **k: _HFConfig(TEACHERS["v4"]))
     with pytest.raises(ModelLoadError, match="no 'sam'"):
         load_radio(RadioSpec("hf:nvidia/C-RADIOv4-H", sam=True))
+
+
+def test_hf_layout_through_radios_hf_model(radio_repo, checkpoints, text_dir, tmp_path):
+    """A local HF repo as RADIO's hf_hub.py exports it, loaded by AutoModel + RADIO's hf_model.py."""
+    ckpt = checkpoints["v3-so400m"]
+    ref = load_radio(_spec(radio_repo, ckpt, text_dir))
+    published = write_hf_radio(tmp_path / "noad", radio_repo, ckpt, ref, "c-radio_v3-b", adaptors=False)
+    with pytest.raises(ModelLoadError, match=r"exports no adaptor weights for \['siglip2-g'\]") as err:
+        load_radio(RadioSpec(f"hf:{published}", text_model_dir=str(text_dir)))
+    assert "huggingface-cli download nvidia/C-RADIOv3-B c-radio_v3-b_half.pth.tar" in str(err.value)
+    exported = write_hf_radio(tmp_path / "ad", radio_repo, ckpt, ref, "c-radio_v3-b", adaptors=True)
+    loaded = load_radio(RadioSpec(f"hf:{exported}", text_model_dir=str(text_dir)))
+    assert type(loaded.model).__name__ == "RADIOModel" and loaded.model.adaptors is None
+    assert loaded.text.name == "google/siglip2-so400m-patch16-naflex" and loaded.text.dim == 1152
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x).features, ref.model(x).features)
+        feats = torch.randn(5, 64)
+        torch.testing.assert_close(loaded.lang_adaptor.head_mlp(feats), ref.lang_adaptor.head_mlp(feats))
