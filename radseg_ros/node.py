@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -30,18 +31,19 @@ from visualization_msgs.msg import MarkerArray
 
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
+from radseg_core.transforms import ExtrapolationError, TransformBuffer, TransformError
 from radseg_ros import conversions as conv
+from radseg_ros import poses
+from radseg_ros.diagnostics import Counters
 from radseg_ros.map_paths import MapPathError, resolve_map_path
 from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, validate
 from radseg_ros.srv import MapFile, TextQuery
 from radseg_ros.sync import subscribe_synchronized
+from radseg_ros.tf_listener import TfListener, tf_available
 from radseg_ros.visualization import candidate_markers, colorize_labels
 from radseg_ros.worker import LatestSlotWorker
 
-try:  # TF lookups where tf2_ros is installed
-    import tf2_ros  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the install
-    tf2_ros = None
+MAX_WAITING_FRAMES = 30  # frames held for late TF (a 30 Hz camera, 1 s); beyond that the oldest is rejected
 
 
 def mapper_config(p: NodeParams) -> MapperConfig:
@@ -75,31 +77,43 @@ class RadsegNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._camera: tuple[np.ndarray, tuple[int, int]] | None = None
-        self._stats = {"frames_in": 0, "rejected": 0, "skipped": 0, "last_error": ""}
+        self._depth_camera: tuple[np.ndarray, tuple[int, int]] | None = None
+        self.counters = Counters()
+        self._pose_inputs = poses.PoseInputs(
+            map_frame=self.p.map_frame, camera_frame=self.p.camera_frame, pose_is_optical=self.p.pose_is_optical,
+            camera_extrinsic=poses.parse_extrinsic(self.p.camera_extrinsic))
+        self._waiting: list[tuple[float, tuple, TransformError]] = []  # (give-up time, frame, last error)
+        self._newest_rgb_ns = 0
         self._latency = 0.0
         self._timings: dict[str, list[float]] = {}  # seconds per stage since the last diagnostics message
         self._last_timings: dict[str, float] = {}
         self._timings_lock = threading.Lock()  # worker appends, diagnostics timer drains
         self._sync_count = 0
+        self._last_tf_error: TransformError = TransformError("no transform")
 
         sensor_qos = qos_profile_sensor_data
         if self.p.input_reliability == "reliable":
             sensor_qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_camera_info, sensor_qos)
+        self.create_subscription(CameraInfo, "depth/camera_info", self._on_depth_camera_info, sensor_qos)
         topics: list[tuple[type, str]] = [(Image, "rgb/image"), (Image, "depth/image")]
         if self.p.pose_source == "pose":
             topics.append((PoseStamped, "pose"))
         elif self.p.pose_source == "odometry":
             topics.append((Odometry, "odom"))
-        elif tf2_ros is None:
-            raise RuntimeError("pose_source 'tf' needs tf2_ros, which is not installed; use pose or odometry")
-        else:
-            self._tf_buffer = tf2_ros.Buffer()
-            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        self._topic_names = [name for _, name in topics]
+        # TF: needed for pose_source tf; elsewhere used when present (pose in another frame, body frame,
+        # unaligned depth); pip-only installs without tf2_msgs get a clear refusal for those cases instead
+        self.tf_buffer: TransformBuffer | None = None
+        if self.p.pose_source == "tf" or tf_available():
+            self.tf_buffer = TransformBuffer(cache_time=self.p.tf_cache_time)
+            self._tf = TfListener(self, self.tf_buffer, on_update=self._retry_waiting,
+                                  on_error=lambda why: self._reject("tf", why),
+                                  jump_threshold=self.p.time_jump_threshold, on_jump=self._on_tf_jump)
         self._subs, self._sync = subscribe_synchronized(
-            self, topics, sensor_qos, self.p.sync_queue_size, self.p.sync_slop, self._on_synced,
-            lambda msg: conv.stamp_to_sec(msg.header.stamp),
+            self, topics, sensor_qos, self.p.sync_queue_size, self.p.sync_slop, self._on_synced, self._admit,
         )
+        self._make_timer(0.05, self._expire_waiting)
 
         reliable = QoSProfile(depth=2)
         self.pub_seg = self.create_publisher(Image, "~/segmentation", reliable)
@@ -158,62 +172,157 @@ class RadsegNode(Node):
     # ----------------------------------------------------------------- input
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            self._camera = conv.camera_info_to_k(msg)
+            camera = conv.camera_info_to_k(msg)
         except conv.ConversionError as exc:
-            self._reject(f"camera_info: {exc}")
+            self._reject("camera_info", f"camera_info: {exc}")
+            return
+        if self._camera is not None and camera[1] != self._camera[1]:
+            self.counters.add("camera_info_size_changes")
+            self.get_logger().warning(f"camera_info size changed from {self._camera[1]} to {camera[1]}")
+        self._camera = camera
+
+    def _on_depth_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._depth_camera = conv.camera_info_to_k(msg)
+        except conv.ConversionError as exc:
+            self._reject("camera_info", f"depth camera_info: {exc}")
+
+    def _admit(self, index: int, msg: Any) -> int | None:
+        """Every input message: count it, refuse unusable stamps/frames, detect jumps in time."""
+        topic = self._topic_names[index]
+        self.counters.add(f"received_{topic.replace('/', '_')}")
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if stamp == 0:
+            self._reject("zero_stamp", f"{topic}: header.stamp is zero: the driver does not stamp its messages")
+            return None
+        if index < 2 and not msg.header.frame_id:
+            self._reject("empty_frame_id", f"{topic}: header.frame_id is empty: set the camera frame in the driver")
+            return None
+        if index == 0:
+            self._check_time(stamp)
+        return stamp
+
+    def _check_time(self, stamp_ns: int) -> None:
+        """A jump back (bag --loop, simulator reset) empties sync queues, TF history and waiting frames."""
+        newest = self._newest_rgb_ns
+        threshold = int(self.p.time_jump_threshold * 1e9)
+        if newest and stamp_ns < newest - threshold:
+            self.counters.add("time_jumps_back")
+            discarded = self._sync.reset()
+            self._waiting.clear()  # TF resets itself when its own stamps jump (TfListener)
+            reset_map = self.p.reset_map_on_time_jump
+            if reset_map:
+                with self.map_lock:
+                    self.mapper.reset()
+            self.get_logger().warning(
+                f"time jumped back {(newest - stamp_ns) / 1e9:.3f} s (bag loop or simulator reset): "
+                f"synchroniser reset ({discarded} queued messages dropped)"
+                + (", map cleared (reset_map_on_time_jump)" if reset_map else ", map kept"))
+            self._newest_rgb_ns = stamp_ns
+            return
+        if newest and stamp_ns > newest + threshold:
+            self.counters.add("time_jumps_forward")
+            self.get_logger().warning(f"time jumped forward {(stamp_ns - newest) / 1e9:.3f} s on rgb/image")
+        self._newest_rgb_ns = max(newest, stamp_ns)
+
+    def _on_tf_jump(self, back: float) -> None:
+        self.counters.add("tf_time_jumps_back")
+        self.get_logger().warning(f"TF time jumped back {back:.3f} s: TF history cleared (static transforms kept)")
 
     def _on_synced(self, rgb: Image, depth: Image, pose_msg=None) -> None:
-        self._stats["frames_in"] += 1
+        self.counters.add("synchronised")
         self._sync_count += 1
         if self.p.frame_skip and (self._sync_count - 1) % (self.p.frame_skip + 1):
-            self._stats["skipped"] += 1
+            self.counters.add("skipped")
             return
         if self._camera is None:
-            self._reject("no camera_info received yet on rgb/camera_info: frames are dropped until it arrives")
+            self._reject("no_camera_info",
+                         "no camera_info received yet on rgb/camera_info: frames are dropped until it arrives")
             return
         # input age: wall-clock arrival of the completed set minus its stamp (transport + sync wait when the
         # sender stamps with its wall clock, as the benchmark does)
         age = time.time() - conv.stamp_to_sec(rgb.header.stamp)
-        self.worker.offer((time.monotonic(), age, rgb, depth, pose_msg, self._camera))
+        frame = (time.monotonic(), age, rgb, depth, pose_msg, self._camera, self._depth_camera)
+        if not self._try_place(frame):
+            self._waiting.append((time.monotonic() + self.p.tf_wait_timeout, frame, self._last_tf_error))
+            self.counters.add("waiting_for_tf")
+            if len(self._waiting) > MAX_WAITING_FRAMES:
+                _, _, exc = self._waiting.pop(0)
+                self._reject("tf_wait_overflow", f"more than {MAX_WAITING_FRAMES} frames wait for TF; oldest "
+                             f"rejected: {exc}")
 
-    def _pose_arrays(self, rgb: Image, pose_msg) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(pose_msg, PoseStamped):
-            return conv.pose_to_arrays(pose_msg.pose)
-        if isinstance(pose_msg, Odometry):
-            return conv.pose_to_arrays(pose_msg.pose.pose)
-        frame = self.p.camera_frame or rgb.header.frame_id
+    def _try_place(self, frame: tuple) -> bool:
+        """Resolve the frame's transforms and hand it to the worker; False: TF may still arrive, wait."""
+        _, _, rgb, depth, pose_msg, _, _ = frame
         try:
-            tf = self._tf_buffer.lookup_transform(self.p.map_frame, frame, rgb.header.stamp)
-        except Exception as exc:  # noqa: BLE001 - tf2 raises several unrelated types
-            raise conv.ConversionError(f"no transform {self.p.map_frame} <- {frame}: {exc}") from exc
-        t, q = tf.transform.translation, tf.transform.rotation
-        return np.array([t.x, t.y, t.z]), np.array([q.x, q.y, q.z, q.w])
+            T = poses.optical_pose(rgb, pose_msg, self._pose_inputs, self.tf_buffer)
+            T_rgb_depth = poses.depth_extrinsic(rgb, depth, self.p.camera_frame, self.tf_buffer)
+        except TransformError as exc:
+            past = isinstance(exc, ExtrapolationError) and not exc.future
+            if self.tf_buffer is not None and not past and self.p.tf_wait_timeout > 0:
+                self._last_tf_error = exc
+                return False
+            self._reject(_tf_reason(exc), f"frame at {conv.stamp_to_sec(rgb.header.stamp):.3f}: {exc}")
+            return True
+        self.worker.offer((*frame, T, T_rgb_depth))
+        return True
+
+    def _retry_waiting(self) -> None:
+        """New TF arrived: place the frames it completes, in arrival order."""
+        if not self._waiting:
+            return
+        still = []
+        for deadline, frame, _ in self._waiting:
+            if not self._try_place(frame):
+                still.append((deadline, frame, self._last_tf_error))
+        self._waiting = still
+
+    def _expire_waiting(self) -> None:
+        now = time.monotonic()
+        keep = []
+        for deadline, frame, exc in self._waiting:
+            if now < deadline:
+                keep.append((deadline, frame, exc))
+            else:
+                rgb = frame[2]
+                self._reject(_tf_reason(exc), f"frame at {conv.stamp_to_sec(rgb.header.stamp):.3f}: no transform "
+                             f"within tf_wait_timeout={self.p.tf_wait_timeout} s: {exc}")
+        self._waiting = keep
 
     def _process(self, item: tuple) -> None:
         """Worker thread: convert, encode, integrate, publish the segmentation."""
-        t_in, age, rgb_msg, depth_msg, pose_msg, (k, size) = item
+        t_in, age, rgb_msg, depth_msg, _, (k, size), depth_camera, T, T_rgb_depth = item
         queue_wait = time.monotonic() - t_in
         t0 = time.perf_counter()
         try:
             rgb = conv.image_to_rgb(rgb_msg)
             depth_raw = conv.image_to_depth(depth_msg)
-            translation, quaternion = self._pose_arrays(rgb_msg, pose_msg)
+            registration: dict[str, Any] = {}
+            if T_rgb_depth is not None:
+                if depth_camera is None:
+                    raise ValueError(
+                        f"depth is in frame [{depth_msg.header.frame_id}], rgb in [{rgb_msg.header.frame_id}] "
+                        "(not aligned) and no depth/camera_info arrived: publish it, or enable align_depth")
+                registration = {"depth_k": depth_camera[0], "depth_size": depth_camera[1],
+                                "T_rgb_depth": T_rgb_depth}
             frame = self.mapper.make_frame(
-                rgb, depth_raw, depth_msg.encoding, k, size, translation, quaternion,
-                stamp=conv.stamp_to_sec(rgb_msg.header.stamp), frame_id=rgb_msg.header.frame_id,
+                rgb, depth_raw, depth_msg.encoding, k, size, np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]),
+                stamp=conv.stamp_to_sec(rgb_msg.header.stamp), frame_id=rgb_msg.header.frame_id, **registration,
             )
+            frame = replace(frame, T_world_cam=T)  # the optical pose resolved from the message / TF
         except (conv.ConversionError, ValueError) as exc:
-            self._reject(str(exc))
+            self._reject("invalid_frame", str(exc))
             return
         t1 = time.perf_counter()
         try:
             encoded = self.mapper.encode(frame)  # outside the lock: queries stay answered meanwhile
         except ValueError as exc:
-            self._reject(str(exc))
+            self._reject("invalid_frame", str(exc))
             return
         with self.map_lock:
             result = self.mapper.integrate(frame, encoded)
         t2 = time.perf_counter()
+        self._count_result(result)
         if not self.context.ok():  # shutting down: the map is updated, publishing is no longer possible
             return
         if self.p.publish_segmentation and result.labels is not None:
@@ -231,16 +340,28 @@ class RadsegNode(Node):
                 self._timings.setdefault(name, []).append(value)
         self._latency = time.monotonic() - t_in
 
-    def _reject(self, reason: str) -> None:
-        self._stats["rejected"] += 1
-        self._stats["last_error"] = reason
-        self.get_logger().warning(f"input rejected: {reason}", throttle_duration_sec=2.0)
+    def _count_result(self, result: Any) -> None:
+        out_of_range = int(getattr(result, "out_of_range", 0))  # C3: points beyond the map key range
+        if out_of_range:
+            self.counters.add("out_of_range_points", out_of_range)
+        if result.points == 0:
+            self.counters.add("zero_point_frames")
+            why = (f"{out_of_range} points lie beyond the map's key range (map origin far away?)"
+                   if out_of_range else "no valid depth within min_depth..max_depth")
+            self.counters.error(f"a frame integrated zero points: {why}")
+            self.get_logger().warning(f"a frame integrated zero points: {why}", throttle_duration_sec=2.0)
+        else:
+            self.counters.add("integrated")
+            self.counters.good()
+
+    def _reject(self, reason: str, message: str) -> None:
+        self.counters.reject(reason, message)
+        self.get_logger().warning(f"input rejected ({reason}): {message}", throttle_duration_sec=2.0)
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if not self.context.ok():
             return  # a publish raced with shutdown; nothing to report
-        self._stats["rejected"] += 1
-        self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
+        self.counters.reject("processing_error", f"{type(exc).__name__}: {exc}")
         self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
                                 throttle_duration_sec=2.0)
 
@@ -257,21 +378,25 @@ class RadsegNode(Node):
 
     def _publish_diagnostics(self) -> None:
         w = self.worker
-        values = {
-            "frames_in": self._stats["frames_in"], "processed": w.processed, "dropped_latest_wins": w.dropped,
-            "skipped": self._stats["skipped"], "rejected": self._stats["rejected"],
-            "latency_s": round(self._latency, 4), "voxels": len(self.mapper),
-            "map_bytes": self.mapper.nbytes(), "last_error": self._stats["last_error"],
-        }
+        values: dict[str, Any] = self.counters.snapshot()
+        values.update({
+            "dropped_latest_wins": w.dropped, "dropped_sync_queue": self._sync.dropped,
+            "replaced_same_stamp": self._sync.replaced, "waiting_for_tf_now": len(self._waiting),
+            "latency_s": round(self._latency, 4), "voxels": len(self.mapper), "map_bytes": self.mapper.nbytes(),
+        })
+        last_error, age = self.counters.last_error()
+        values["last_error"] = last_error
+        values["last_error_age_s"] = "" if age is None else round(age, 1)
         with self._timings_lock:  # means over the frames since the last message; the last ones if none came
             if self._timings:
                 self._last_timings = {k: sum(v) / len(v) for k, v in self._timings.items()}
                 self._timings = {}
         values.update({f"time_{k}_s": round(v, 5) for k, v in self._last_timings.items()})
-        level = DiagnosticStatus.WARN if self._stats["last_error"] else DiagnosticStatus.OK
+        failing = self.counters.failing()  # an error since the last integrated frame
+        level = DiagnosticStatus.WARN if failing else DiagnosticStatus.OK
         status = DiagnosticStatus(
-            level=level, name="radseg: mapper", hardware_id=str(self.mapper.device),
-            message=self._stats["last_error"] or "mapping",
+            level=level, name=f"{self.get_fully_qualified_name()}: mapper", hardware_id=str(self.mapper.device),
+            message=last_error if failing else "mapping",
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
         self.pub_diag.publish(DiagnosticArray(header=self._header(), status=[status]))
@@ -371,6 +496,13 @@ class RadsegNode(Node):
 
 
 EXIT_MODEL_UNAVAILABLE = 3  # exit status when the model cannot be loaded (ModelLoadError)
+
+
+def _tf_reason(exc: BaseException) -> str:
+    """Counter name of a transform failure."""
+    if isinstance(exc, ExtrapolationError):
+        return "tf_future" if exc.future else "tf_past"
+    return "tf_unavailable"
 
 
 def main(argv: list[str] | None = None) -> int:

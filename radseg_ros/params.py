@@ -78,6 +78,14 @@ SPECS: dict[str, Spec] = {
                             "(x forward) and the fixed optical rotation is applied"),
     "camera_frame": Spec("", "optical frame for tf lookups ('' = the image header's frame_id)"),
     "map_frame": Spec("map", "fixed frame of the map and all published clouds"),
+    "camera_extrinsic": Spec("", "camera mounting 'x y z qx qy qz qw' (T_body_optical) for an Odometry "
+                             "child_frame_id that TF does not relate to the image frame ('' = from TF)"),
+    "tf_wait_timeout": Spec(0.5, "seconds a synchronised frame waits for its transforms (TF arriving after "
+                            "the image) before it is rejected", 0.0, 10.0),
+    "tf_cache_time": Spec(10.0, "seconds of TF history kept per frame", 0.5, 3600.0),
+    "time_jump_threshold": Spec(1.0, "an rgb stamp this many seconds older than the newest seen is a jump "
+                                "back in time (bag loop, simulator reset): sync and TF are reset", 0.01, 3600.0),
+    "reset_map_on_time_jump": Spec(False, "also clear the map on a jump back in time", live=True),
     "input_reliability": Spec("best_effort", "QoS of the camera/pose subscriptions: best_effort (sensor data, "
                               "matches every publisher) or reliable (needs reliable publishers; no lost "
                               "fragments of large images)", choices=("best_effort", "reliable")),
@@ -139,6 +147,11 @@ class NodeParams:
     pose_is_optical: bool
     camera_frame: str
     map_frame: str
+    camera_extrinsic: str
+    tf_wait_timeout: float
+    tf_cache_time: float
+    time_jump_threshold: float
+    reset_map_on_time_jump: bool
     input_reliability: str
     sync_slop: float
     sync_queue_size: int
@@ -186,6 +199,14 @@ def validate(name: str, value: Any, current: NodeParams | None = None) -> str | 
         return f"'{name}' must lie in [{spec.low}, {spec.high}], got {value}"
     if name in ("crop", "stride") and value % 16:
         return f"'{name}' must be a multiple of 16 (RADIO patch size), got {value}"
+    if name == "camera_extrinsic" and str(value).strip():
+        parts = str(value).replace(",", " ").split()
+        try:
+            numbers = [float(x) for x in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 7:
+            return f"'camera_extrinsic' must be 7 numbers 'x y z qx qy qz qw' or '', got {value!r}"
     if name == "classes":
         if not value or any(not str(c).strip() for c in value):
             return "'classes' must be a non-empty list of non-empty names"

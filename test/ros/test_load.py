@@ -47,7 +47,7 @@ def test_slow_inference_at_30hz_keeps_latency_and_memory_bounded(client, start_n
     rss_late = proc.memory_info().rss
     client.spin_for(1.0)
     d = diagnostics(diag)
-    processed, dropped, frames_in = int(d["processed"]), int(d["dropped_latest_wins"]), int(d["frames_in"])
+    processed, dropped, frames_in = int(d["integrated"]), int(d["dropped_latest_wins"]), int(d["synchronised"])
     print(f"published {i}, synchronised {frames_in}, processed {processed}, dropped {dropped}, "
           f"latency {d['latency_s']} s, encoder {d['time_encoder_s']} s, rss {rss_early} -> {rss_late}, "
           f"query answered in {answered} s")
