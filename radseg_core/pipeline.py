@@ -61,6 +61,7 @@ class MapperConfig:
     storage_dtype: str = "float16"
     max_voxels: int | None = None
     max_hits: float | None = None
+    free_space_decay: float = 0.5  # hits kept per frame that sees through a voxel: floor(h * (1 - decay))
     residual_rows: int = 8192  # fp16 drift compensation working set (rows x ((dim + 3) x 2 + 16) bytes)
     min_depth: float = 0.1
     max_depth: float = 5.0
@@ -143,6 +144,7 @@ class SemanticMapper:
         vmap = VoxelMap(
             voxel_size=c.voxel_size, mode=c.mode, dim=dim, dtype=_DTYPES[c.storage_dtype],
             device=self.device, max_voxels=c.max_voxels, max_hits=c.max_hits, residual_rows=c.residual_rows,
+            free_space_decay=c.free_space_decay,
         )
         vmap.metadata.update(model=self.encoder.model_name, classes=list(c.classes), frame_id=c.frame_id)
         return vmap
@@ -155,6 +157,7 @@ class SemanticMapper:
         self.encoder.prompt_denoising = config.prompt_denoising
         self.encoder.prediction_thresh = config.prediction_threshold
         self.map.max_hits = config.max_hits
+        self.map.free_space_decay = config.free_space_decay
         if config.mode == "probabilities" and self.map.dim != len(config.classes):
             self.map = self._new_map()
         self.map.metadata["classes"] = list(config.classes)
@@ -346,6 +349,7 @@ class SemanticMapper:
         if adopt_frame:
             self.config.frame_id = file_frame
         loaded.max_hits = c.max_hits
+        loaded.free_space_decay = c.free_space_decay
         loaded.max_voxels = c.max_voxels
         self.map = loaded
         return len(loaded)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from radseg_core.free_space import free_voxels
 from radseg_core.geometry import (
     backproject_depth,
     bilinear_taps,
@@ -111,6 +112,7 @@ class VoxelMap:
         max_hits: float | None = None,
         evict_fraction: float = 0.05,
         residual_rows: int = 8192,
+        free_space_decay: float = 0.0,
     ) -> None:
         if not (voxel_size > 0 and math.isfinite(voxel_size)):
             raise ValueError(f"voxel_size must be positive, got {voxel_size}")
@@ -124,6 +126,8 @@ class VoxelMap:
             raise ValueError(f"max_voxels must be >= 1 or None, got {max_voxels}")
         if max_hits is not None and not max_hits >= 1:
             raise ValueError(f"max_hits must be >= 1 or None, got {max_hits}")
+        if not 0.0 <= free_space_decay <= 1.0:
+            raise ValueError(f"free_space_decay must be in [0, 1], got {free_space_decay}")
         if residual_rows < 0:
             raise ValueError(f"residual_rows must be >= 0, got {residual_rows}")
         if not 0.0 <= evict_fraction < 1.0:
@@ -138,6 +142,10 @@ class VoxelMap:
         self.evict_fraction = float(evict_fraction)
         # fp32 storage needs no compensation: its running mean is already exact to ~1e-7.
         self.residual_rows = 0 if dtype == torch.float32 else int(residual_rows)
+        # Free-space clearing (radseg_core.free_space): each frame that sees through a voxel keeps
+        # floor(hits * (1 - decay)) of its hits; at 0 hits the voxel is removed. 0 disables clearing.
+        self.free_space_decay = float(free_space_decay)
+        self.cleared = 0  # voxels removed by free-space clearing (all frames)
         self.out_of_range = 0  # points dropped because they fall outside the key range (all frames)
         self.last_out_of_range = 0  # the same, last update only
         # Free-form, JSON-serialisable, saved with the map. The configuration entries are informational
@@ -366,10 +374,12 @@ class VoxelMap:
         self._count_out_of_range(world, ok)
         keys, rows, cols = keys[ok], rows[ok], cols[ok]
         n_pts = int(keys.numel())
+        ukeys, inv = torch.unique(keys, return_inverse=True)
+        if self.free_space_decay > 0 and self._size:
+            self._clear_free_space(depth, K, T, ukeys, min_depth, max_depth)
         if n_pts == 0:
             self.frames_integrated += 1
             return 0
-        ukeys, inv = torch.unique(keys, return_inverse=True)
         n_u = ukeys.numel()
         counts = torch.bincount(inv, minlength=n_u)
         # Colours: nearest rgb pixel to each depth pixel centre.
@@ -386,6 +396,24 @@ class VoxelMap:
             sums = self._sparse_sums(inv, n_u, rows, cols, (Hd, Wd), fm)
         self._accumulate(ukeys, counts, sums, csum)
         return n_pts
+
+    def _clear_free_space(
+        self, depth: torch.Tensor, K: np.ndarray, T: np.ndarray, hit_keys: torch.Tensor, min_depth: float,
+        max_depth: float,
+    ) -> None:
+        """Decay the hits of voxels this depth image sees through (not those it hits); drop emptied ones."""
+        free = free_voxels(
+            self.centers(torch.float64), depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth
+        )
+        idx = torch.nonzero(free, as_tuple=True)[0]
+        idx = idx[~torch.isin(self._keys[idx], hit_keys)]
+        if idx.numel() == 0:
+            return
+        h = torch.floor(self._hits[idx].double() * (1.0 - self.free_space_decay)).to(torch.int32)
+        self._hits[idx] = h
+        remove = torch.zeros(self._size, dtype=torch.bool, device=self.device)
+        remove[idx[h <= 0]] = True
+        self.cleared += self._remove(remove)
 
     def _count_out_of_range(self, points: torch.Tensor, ok: torch.Tensor) -> None:
         """Count finite points beyond the key range and warn once per map (never a silent drop)."""
