@@ -67,6 +67,9 @@ SPECS: dict[str, Spec] = {
     "cache_aligned": Spec(True, "keep a language-aligned copy of voxel features for fast queries and cloud "
                           "labels (+2.3 KB per voxel with SigLIP2); false re-aligns the map per use"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
+    "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
+                             "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",
+                             0.0, 1.0, live=True),
     "min_depth": Spec(0.1, "depth below this (metres) is ignored", 0.0, 100.0, live=True),
     "max_depth": Spec(5.0, "depth beyond this (metres) is ignored", 0.0, 1000.0, live=True),
     "depth_scale": Spec(0.001, "metres per unit of 16UC1 depth", 1e-6, 1.0),
@@ -139,6 +142,7 @@ class NodeParams:
     max_voxels: int
     cache_aligned: bool
     max_hits: float
+    free_space_decay: float
     min_depth: float
     max_depth: float
     depth_scale: float
