@@ -213,3 +213,75 @@ def test_camera_pose_odometry_with_extrinsic_from_tf_or_parameter():
     with pytest.raises(TransformError, match="empty"):
         camera_pose(T_odom_base, parent_frame="", body_frame="cam", camera_frame="cam", map_frame="map",
                     stamp=1.0)
+
+
+def random_rotation(rng) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    from radseg_core.geometry import quaternion_to_rotation
+
+    return quaternion_to_rotation(q), q
+
+
+def test_random_trees_match_root_path_reference():
+    """Random 12-frame trees, static and dynamic links, lookups at sample stamps: T = inv(root<-t) @ (root<-s)."""
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        buf = TransformBuffer()
+        parent = {f"f{k}": f"f{int(rng.integers(0, k))}" for k in range(1, 12)}
+        stamps = [1.0, 2.0, 3.0]
+        mats: dict[tuple[str, float], np.ndarray] = {}
+        for child, par in parent.items():
+            static = rng.random() < 0.4
+            for t in ([0.0] if static else stamps):
+                R, q = random_rotation(rng)
+                tr = rng.normal(size=3)
+                buf.set_transform(par, child, t, tr, q, static=static)
+                for tt in (stamps if static else [t]):
+                    mats[(child, tt)] = T(R, tr)
+
+        for _ in range(10):
+            a, b = (f"f{int(i)}" for i in rng.integers(0, 12, 2))
+            t = float(rng.choice(stamps))
+            want = np.linalg.inv(to_root(a, t, parent, mats)) @ to_root(b, t, parent, mats)
+            np.testing.assert_allclose(buf.lookup(a, b, t), want, atol=1e-9)
+
+
+def to_root(f: str, t: float, parent: dict, mats: dict) -> np.ndarray:
+    """Plain reference: multiply the link matrices up the parent chain to the root."""
+    M = np.eye(4)
+    while f in parent:
+        M = mats[(f, t)] @ M
+        f = parent[f]
+    return M
+
+
+def rot_log(R: np.ndarray) -> np.ndarray:
+    angle = math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2)))
+    if angle < 1e-12:
+        return np.zeros(3)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / (2 * math.sin(angle))
+    return angle * w
+
+
+def rot_exp(v: np.ndarray) -> np.ndarray:
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * Kx + (1 - math.cos(angle)) * Kx @ Kx
+
+
+def test_interpolation_between_samples_matches_geodesic_reference():
+    """Between samples: translation lerp, rotation along the geodesic R0 exp(r log(R0^T R1)) (slerp's rotation)."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        buf = TransformBuffer()
+        (R0, q0), (R1, q1) = random_rotation(rng), random_rotation(rng)
+        t0, t1 = rng.normal(size=3), rng.normal(size=3)
+        buf.set_transform("a", "b", 10.0, t0, q0)
+        buf.set_transform("a", "b", 10.5, t1, q1)
+        r = float(rng.uniform(0, 1))
+        want = T(R0 @ rot_exp(r * rot_log(R0.T @ R1)), t0 + r * (t1 - t0))
+        np.testing.assert_allclose(buf.lookup("a", "b", 10.0 + 0.5 * r), want, atol=1e-7)
