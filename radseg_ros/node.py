@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -114,7 +115,8 @@ class RadsegNode(Node):
         self._subs, self._sync = subscribe_synchronized(
             self, topics, sensor_qos, self.p.sync_queue_size, self.p.sync_slop, self._on_synced, self._admit,
         )
-        self._make_timer(0.05, self._expire_waiting)
+        # waiting frames expire on the steady clock: a paused or jumping /clock must not hold them forever
+        self.create_timer(0.05, self._expire_waiting, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         reliable = QoSProfile(depth=2)
         self.pub_seg = self.create_publisher(Image, "~/segmentation", reliable)
