@@ -67,6 +67,7 @@ class Robot:
         self.rgb = node.create_publisher(Image, "/rgb/image", qos)
         self.depth = node.create_publisher(Image, "/depth/image", qos)
         self.info = node.create_publisher(CameraInfo, "/rgb/camera_info", qos)
+        self.depth_info = node.create_publisher(CameraInfo, "/depth/camera_info", qos)
         self.odom = node.create_publisher(Odometry, "/odom", qos)
         self.pose = node.create_publisher(PoseStamped, "/pose", qos)
         self.tf = node.create_publisher(tf2_msgs.TFMessage, "/tf", QoSProfile(depth=100))
@@ -103,6 +104,9 @@ class Robot:
         self.rgb.publish(Image(header=Header(stamp=st, frame_id=frame), height=h, width=w, encoding="rgb8",
                                step=w * 3, data=f["rgb"].tobytes()))
         d = f["depth_mm"]
+        if depth_frame is not None:
+            self.depth_info.publish(CameraInfo(header=Header(stamp=st, frame_id=depth_frame), width=w, height=h,
+                                               k=f["K"].ravel().tolist()))
         self.depth.publish(Image(header=Header(stamp=st, frame_id=depth_frame if depth_frame is not None
                                                  else frame),
                                  height=h, width=w, encoding="16UC1", step=w * 2, data=d.tobytes()))
@@ -116,23 +120,32 @@ class Robot:
         self.odom.publish(msg)
 
 
-def expected_wall(t: float) -> tuple[np.ndarray, np.ndarray]:
-    """World points of the synthetic wall (2 m in front of the camera) seen at time t: (points, normal)."""
+def expected_wall(t: float, T_cam_depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """World points of the synthetic wall (2 m in front of the camera) seen at time t: (points, normal).
+
+    With ``T_cam_depth`` the depth comes from a second camera at that pose; only the points the colour
+    camera also sees count (what registration into the colour image keeps)."""
     f = synthetic_frame(0)
     h, w = f["depth_mm"].shape
     v, u = np.mgrid[0:h, 0:w]
     K = f["K"]
     z = f["depth_mm"].astype(np.float64) / 1000.0
     pts = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z, np.ones_like(z)], -1)
+    pts = pts.reshape(-1, 4)
+    if T_cam_depth is not None:
+        pts = pts @ T_cam_depth.T
+        u_rgb = K[0, 0] * pts[:, 0] / pts[:, 2] + K[0, 2]
+        v_rgb = K[1, 1] * pts[:, 1] / pts[:, 2] + K[1, 2]
+        pts = pts[(u_rgb > -0.5) & (u_rgb < w - 0.5) & (v_rgb > -0.5) & (v_rgb < h - 0.5)]
     T = expected_T(t)
-    world = (pts.reshape(-1, 4) @ T.T)[:, :3]
+    world = (pts @ T.T)[:, :3]
     return world, T[:3, 2]
 
 
-def assert_map_is_the_wall(cloud: PointCloud2, t: float) -> None:
+def assert_map_is_the_wall(cloud: PointCloud2, t: float, T_cam_depth: np.ndarray | None = None) -> None:
     cols = read_cloud(cloud)
     xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1).astype(np.float64)
-    world, normal = expected_wall(t)
+    world, normal = expected_wall(t, T_cam_depth)
     assert len(xyz) > 50
     plane = float(normal @ world[0])
     assert np.abs(xyz @ normal - plane).max() <= VOXEL  # every voxel on the wall's plane
@@ -314,3 +327,23 @@ def test_pose_stamped_of_the_optical_frame(client, start_node, robot):
     robot.camera(t + 0.1)
     d = diagnostics(diag, client, rejected_tf_unavailable=1)
     assert "[map]" in d["last_error"] and "odom" in d["last_error"] and node.alive()
+
+
+def test_unaligned_depth_is_registered_with_its_own_camera_info_and_tf(client, start_node, robot):
+    """RealSense without align_depth: depth in its own optical frame beside the colour camera."""
+    node = start_node(pose_source="odometry", map_frame="odom", **NODE)
+    robot.wait_for(robot.rgb, robot.depth, robot.info, robot.odom, robot.depth_info)
+    robot.static()
+    # depth camera 40 cm to the colour camera's right (+x optical), same orientation: registered, the
+    # colour image's left part has no depth and the map's centroid moves by ~20 cm (4 voxels)
+    offset = (0.4, 0.0, 0.0)
+    robot.tf_static.publish(tf2_msgs.TFMessage(transforms=[
+        transform("base_link", CAM, 0.0, STATIC_T, STATIC_Q),
+        transform(CAM, "camera_depth_optical_frame", 0.0, offset, (0.0, 0.0, 0.0, 1.0))]))
+    labels = TopicCapture(client, Image, "/radseg/labels")
+    clouds = TopicCapture(client, PointCloud2, "/radseg/semantic_cloud")
+    t = T0 + 0.4
+    robot.odometry(t)
+    robot.camera(t, depth_frame="camera_depth_optical_frame")
+    assert_map_is_the_wall(fresh_cloud(client, node, clouds, labels, 0), t, pose_to_matrix(offset, (0, 0, 0, 1)))
+    assert node.alive()
