@@ -15,7 +15,13 @@ Measured side by side in one run (ratios are what matter; state the machine):
 * Same averages: baseline run on every frame of a short prefix vs the map (fp32), max |diff|.
 * Query time vs map size (random maps up to 1M voxels): cached aligned fp16 copy (one matrix
   product), align at query time (768 -> 1152 linear stand-in for the SigLIP2 head), raw 768-d.
-* Bytes per voxel, fp16, 768-d, everything included (index, hits, colour, clock).
+* Bytes per voxel, fp16, 768-d, everything included (index, hits, colour, clock, residual working set,
+  growth slack) at every checkpoint; the aligned query cache (if enabled) is stated separately.
+* Drift (issue #11): one voxel, 10,000 static updates then 500 after a scene change, for each numeric
+  option: fp16 round-to-nearest (before), stochastic rounding, fp32 accumulation flushed to fp16
+  every F updates, compensated two-term working set (VoxelMap default), fp32 storage.
+* Key-index cost per frame vs map size (100k and 2M voxels): integrate 20k points (5k new voxels).
+* Free-space clearing cost per 640x480 frame at each checkpoint and at 1M voxels.
 
 Usage: ``python benchmarks/voxel_map.py [--frames 500] [--out results.json]``; ``--quick`` for a
 smoke run. Default run: ~6 min wall on a 2-core CPU shared with other jobs
@@ -39,6 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from radseg_core.free_space import free_voxels  # noqa: E402
 from radseg_core.geometry import backproject_depth, optical_from_body_pose, transform_points  # noqa: E402
 from radseg_core.query import AlignedFeatures, align_and_normalize, cosine_scores  # noqa: E402
 from radseg_core.types import Frame  # noqa: E402
@@ -89,7 +96,7 @@ def render_frame(i: int, gen: torch.Generator) -> tuple[Frame, torch.Tensor]:
 def baseline_update(state, frame: Frame, fmap: torch.Tensor):
     """RayFronts-style: per-pixel features, concat with the whole map, unique(dim=0) over everything."""
     pts, rows, cols = backproject_depth(torch.from_numpy(frame.depth), frame.K, max_depth=MAX_DEPTH)
-    pts = transform_points(frame.T_world_cam, pts)
+    pts = transform_points(frame.T_world_cam, pts.double())  # float64 world points, as VoxelMap
     feats = F.interpolate(fmap[None], size=(H, W), mode="bilinear", align_corners=False)[0][:, rows, cols].T
     centres, values, hits = state
     all_p = torch.cat([centres, pts])
@@ -103,7 +110,7 @@ def baseline_update(state, frame: Frame, fmap: torch.Tensor):
 
 
 def map_state(vm: VoxelMap):
-    return vm.centers(), vm.values().float(), vm.hits().clone()
+    return vm.centers(torch.float64), vm.values().float(), vm.hits().float()
 
 
 def timed(fn, *args, **kwargs):
@@ -143,6 +150,11 @@ def bench_integration(n_frames: int, checkpoints: list[int], window: int, baseli
             }
         )
         if i in checkpoints:
+            tc, free = cpu_timed(
+                free_voxels, vm.centers(torch.float64), torch.from_numpy(frame.depth), frame.K,
+                frame.T_world_cam, VOXEL, max_depth=MAX_DEPTH,
+            )
+            n_free = int(free.sum())
             win = series[max(0, i - window) : i]
             r = {
                 "frame": i,
@@ -152,12 +164,15 @@ def bench_integration(n_frames: int, checkpoints: list[int], window: int, baseli
                 "sparse_wall_ms": statistics.median(x["wall_ms"] for x in win),
                 "dense_ms": 1e3 * td,
                 "baseline_ms": None if tb is None else 1e3 * tb,
+                "bytes_per_voxel": vm.nbytes() / len(vm),
+                "clearing_ms": 1e3 * tc,
+                "cleared_candidates": n_free,
             }
             rows.append(r)
             base = "-" if tb is None else f"{r['baseline_ms']:9.0f}"
             print(
                 f"{i:6d} {r['voxels']:9d} {r['points']:8d} {r['sparse_ms']:9.1f} {r['sparse_wall_ms']:9.1f} "
-                f"{r['dense_ms']:9.1f} {base:>9}",
+                f"{r['dense_ms']:9.1f} {base:>9} {r['bytes_per_voxel']:9.0f} {r['clearing_ms']:9.1f}",
                 flush=True,
             )
     return vm, rows, series
@@ -166,7 +181,7 @@ def bench_integration(n_frames: int, checkpoints: list[int], window: int, baseli
 def check_same_averages(n_frames: int) -> dict:
     gen = torch.Generator().manual_seed(1)
     vm = VoxelMap(voxel_size=VOXEL, dim=D, dtype=torch.float32)
-    state = (torch.zeros(0, 3), torch.zeros(0, D), torch.zeros(0))
+    state = (torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, D), torch.zeros(0))
     for i in range(1, n_frames + 1):
         frame, fmap = render_frame(5 * i, gen)
         vm.integrate_frame(frame, fmap, max_depth=MAX_DEPTH)
@@ -179,7 +194,7 @@ def check_same_averages(n_frames: int) -> dict:
         "frames": n_frames,
         "voxels": len(vm),
         "max_abs_diff_values": float((vm.values()[idx] - state[1]).abs().max()),
-        "hits_equal": bool(torch.equal(vm.hits()[idx], state[2])),
+        "hits_equal": bool(torch.equal(vm.hits()[idx].float(), state[2])),
     }
 
 
@@ -241,6 +256,138 @@ def bench_queries(sizes: list[int], align_sizes: set[int], text_dim: int = 1152,
     }
 
 
+def _stochastic_round(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unbiased rounding of float64 ``x`` to float16: up with probability (x - lower) / (upper - lower)."""
+    near = x.astype(np.float16)
+    below = near.astype(np.float64) > x
+    lower = np.where(below, np.nextafter(near, np.float16(-np.inf)), near)
+    upper = np.where(below, near, np.nextafter(near, np.float16(np.inf)))
+    span = upper.astype(np.float64) - lower.astype(np.float64)
+    p = np.where(span > 0, (x - lower.astype(np.float64)) / np.where(span > 0, span, 1), 0)
+    return np.where(rng.random(x.shape) < p, upper, lower)
+
+
+def bench_drift(n_static: int, n_changed: int, dim: int = D, seed: int = 0) -> dict:
+    """Stored mean vs exact float64 hit-weighted mean for each numeric option (one voxel, 1-3 pts/update)."""
+    rng = np.random.default_rng(seed)
+    base_a, base_b = rng.uniform(-1, 1, dim), rng.uniform(-1, 1, dim)
+    col_a, col_b = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    updates = []
+    for t in range(n_static + n_changed):
+        c = int(rng.integers(1, 4))
+        b, cb = (base_a, col_a) if t < n_static else (base_b, col_b)
+        x = (b + rng.normal(0, 0.05, (c, dim))).astype(np.float32).astype(np.float64)
+        k = np.clip(cb + rng.normal(0, 8, (c, 3)), 0, 255).astype(np.float32).astype(np.float64)
+        updates.append((x, k))
+    checkpoints = (n_static, n_static + n_changed)
+
+    def metrics(stored: np.ndarray, exact: np.ndarray) -> dict:
+        ulp = np.spacing(np.abs(exact).astype(np.float16)).astype(np.float64)
+        err = np.abs(stored - exact)
+        bound = np.maximum(2e-3 * np.abs(exact), 2 * ulp)
+        return {
+            "max_rel": float((err / np.maximum(np.abs(exact), 1e-3)).max()),
+            "max_ulps": float((err / ulp).max()),
+            "frac_outside_bound": float((err > bound).mean()),
+        }
+
+    def emulate(step) -> dict:
+        """Run ``step(mean, col, h, x, k) -> (mean, col)`` over the updates with exact refs alongside."""
+        out = {}
+        mean = col = None
+        h = 0
+        s_x, s_k, n = np.zeros(dim), np.zeros(3), 0
+        for t, (x, k) in enumerate(updates, 1):
+            mean, col = step(mean, col, h, x, k, t)
+            h += len(x)
+            s_x += x.sum(0)
+            s_k += k.sum(0)
+            n += len(x)
+            if t in checkpoints:
+                out[t] = {"values": metrics(mean.astype(np.float64), s_x / n),
+                          "colors": metrics(col.astype(np.float64), s_k / n)}
+        return out
+
+    def rounding(kind: str, flush: int = 1):
+        srng = np.random.default_rng(1)
+        master = {}
+
+        def step(mean, col, h, x, k, t):
+            if mean is None:
+                m, c = x.mean(0), k.mean(0)
+            else:
+                src_m, src_c = master.get("m", mean.astype(np.float64)), master.get("c", col.astype(np.float64))
+                m = (src_m * h + x.sum(0)) / (h + len(x))
+                c = (src_c * h + k.sum(0)) / (h + len(x))
+            m32, c32 = m.astype(np.float32).astype(np.float64), c.astype(np.float32).astype(np.float64)
+            if kind == "sr":
+                sm, sc = _stochastic_round(m32, srng), _stochastic_round(c32, srng)
+            else:
+                sm, sc = m32.astype(np.float16), c32.astype(np.float16)
+            if kind == "flush" and t % flush:
+                master["m"], master["c"] = m32, c32  # fp32 master kept while the voxel stays active
+            else:
+                master.clear()  # flushed: the fp16 value is all that remains
+            return sm, sc
+
+        return emulate(step)
+
+    results = {
+        "fp16 round-to-nearest (before)": rounding("rn"),
+        "fp16 stochastic rounding": rounding("sr"),
+        "fp32 accumulate, flush to fp16 every 16 updates": rounding("flush", 16),
+        "fp32 accumulate, flush to fp16 every 256 updates": rounding("flush", 256),
+    }
+    for name, kw in (("compensated fp16 working set (VoxelMap default)", {}),
+                     ("fp16, VoxelMap residual_rows=0", {"residual_rows": 0})):
+        vm = VoxelMap(voxel_size=1.0, dim=dim, dtype=torch.float16, **kw)
+        out, s_x, s_k, n = {}, np.zeros(dim), np.zeros(3), 0
+        for t, (x, k) in enumerate(updates, 1):
+            vm.integrate_points(torch.full((len(x), 3), 0.5), torch.from_numpy(x).float(), torch.from_numpy(k).float())
+            s_x += x.sum(0)
+            s_k += k.sum(0)
+            n += len(x)
+            if t in checkpoints:
+                out[t] = {"values": metrics(vm.values()[0].double().numpy(), s_x / n),
+                          "colors": metrics(vm._colors[0].double().numpy(), s_k / n)}
+        results[name] = out
+    return {"n_static": n_static, "n_changed": n_changed, "dim": dim, "options": results}
+
+
+def bench_index(sizes: list[int], repeats: int = 5, n_points: int = 20_000, n_new: int = 5_000) -> list[dict]:
+    """Per-frame cost of finding / inserting keys as the map grows (dim 1: the key index dominates)."""
+    rows = []
+    for n in sizes:
+        gen = torch.Generator().manual_seed(n)
+        side = int(round(n ** (1 / 3))) + 1
+        ijk = torch.stack(torch.meshgrid(*(torch.arange(side),) * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
+        vm = VoxelMap(voxel_size=1.0, dim=1, dtype=torch.float16)
+        keys = ijk + 0  # existing voxels at integer coordinates 0..side-1
+        vm.integrate_points((keys.double() + 0.5), torch.zeros(n, 1))
+        times = []
+        for r in range(repeats):
+            old = ijk[torch.randint(0, n, (n_points - n_new,), generator=gen)]
+            new = torch.randint(0, 1 << 16, (n_new, 3), generator=gen) + side + 1 + r * (1 << 16)
+            pts = torch.cat([old, new]).double() + 0.5
+            t, _ = cpu_timed(vm.integrate_points, pts, torch.zeros(n_points, 1))
+            times.append(1e3 * t)
+        rows.append({"voxels": n, "ms_per_frame": statistics.median(times), "points": n_points, "new": n_new})
+        print(f"{n:9d} {rows[-1]['ms_per_frame']:9.1f}", flush=True)
+        del vm
+    return rows
+
+
+def bench_clearing_at(n: int) -> dict:
+    """Free-space check of one 640x480 frame against an n-voxel map (all voxels projected)."""
+    gen = torch.Generator().manual_seed(3)
+    frame, _ = render_frame(50, gen)
+    centres = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * torch.tensor([30.0, 4.0, 3.0])
+               - torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64))
+    t, k = cpu_timed(lambda: int(free_voxels(centres, torch.from_numpy(frame.depth), frame.K, frame.T_world_cam,
+                                              VOXEL, max_depth=MAX_DEPTH).sum()))
+    return {"voxels": n, "ms": 1e3 * t, "free": k}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=500)
@@ -251,6 +398,9 @@ def main() -> None:
     ap.add_argument("--query-sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000, 1_000_000])
     ap.add_argument("--align-sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time == work done)")
+    ap.add_argument("--drift-updates", type=int, nargs=2, default=[10_000, 500], help="static, after change")
+    ap.add_argument("--index-sizes", type=int, nargs="+", default=[100_000, 2_000_000])
+    ap.add_argument("--clearing-sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--quick", action="store_true", help="smoke run: 40 frames, small queries")
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON")
     a = ap.parse_args()
@@ -258,6 +408,7 @@ def main() -> None:
         a.frames, a.checkpoints, a.baseline_at, a.check_frames = 40, [10, 40], [10, 40], 3
         a.query_sizes, a.align_sizes = [10_000, 50_000], [10_000]
         a.window = 3
+        a.drift_updates, a.index_sizes, a.clearing_sizes = [500, 100], [10_000, 50_000], [10_000]
     torch.set_num_threads(a.threads)
     checkpoints = [c for c in a.checkpoints if c <= a.frames]
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
@@ -268,7 +419,10 @@ def main() -> None:
     print(json.dumps(same))
     print("\n## integration per 640x480 frame, 768-d features at 30x40 (ms)")
     print("CPU ms of this process (1 thread: immune to other jobs on the cores); sparse = median of window")
-    print(f"{'frame':>6} {'voxels':>9} {'points':>8} {'sparse':>9} {'wall':>9} {'dense':>9} {'baseline':>9}")
+    print(
+        f"{'frame':>6} {'voxels':>9} {'points':>8} {'sparse':>9} {'wall':>9} {'dense':>9} {'baseline':>9} "
+        f"{'B/voxel':>9} {'clear ms':>9}"
+    )
     vm, rows, series = bench_integration(a.frames, checkpoints, a.window, set(a.baseline_at))
     alloc = vm.nbytes() / len(vm)
     vm.shrink_to_fit()
@@ -276,6 +430,20 @@ def main() -> None:
     n_vox = len(vm)
     del vm
     print(f"\nbytes/voxel fp16 768-d: {tight:.0f} (tight), {alloc:.0f} (with growth slack) at {n_vox} voxels")
+    print("\n## drift: stored fp16 mean vs exact mean, one voxel, 768-d")
+    drift = bench_drift(*a.drift_updates)
+    print(f"{'option':50} {'after':>7} {'max rel':>9} {'max ulps':>9} {'% out':>7} {'col ulps':>9} {'col %out':>8}")
+    for name, res in drift["options"].items():
+        for t, m in res.items():
+            v, c = m["values"], m["colors"]
+            print(f"{name:50} {t:7d} {v['max_rel']:9.2e} {v['max_ulps']:9.1f} {100 * v['frac_outside_bound']:7.2f} "
+                  f"{c['max_ulps']:9.1f} {100 * c['frac_outside_bound']:8.2f}")
+    print("\n## key-index cost per frame vs map size (20k points, 5k new voxels, CPU ms)")
+    index = bench_index(a.index_sizes)
+    print("\n## free-space clearing, one 640x480 frame vs map size (CPU ms)")
+    clearing = [bench_clearing_at(n) for n in a.clearing_sizes]
+    for c in clearing:
+        print(f"{c['voxels']:9d} {c['ms']:9.1f}")
     print("\n## query time vs map size (1 query)")
     print(f"{'voxels':>9} {'cached ms':>10} {'raw768 ms':>10} {'align/query ms':>14}")
     queries = bench_queries(a.query_sizes, set(a.align_sizes))
@@ -286,6 +454,8 @@ def main() -> None:
         "speedup_vs_dense": {r["frame"]: r["dense_ms"] / r["sparse_ms"] for r in rows},
         "bytes_per_voxel": tight,
         "bytes_per_voxel_allocated": alloc,
+        "bytes_per_voxel_max_over_checkpoints": max(r["bytes_per_voxel"] for r in rows),
+        "index_cost_ratio_largest_over_smallest": index[-1]["ms_per_frame"] / index[0]["ms_per_frame"],
     }
     print("\n## summary vs targets")
     print(
@@ -306,6 +476,9 @@ def main() -> None:
                     "integration": rows,
                     "per_frame": series,
                     "queries": queries,
+                    "drift": drift,
+                    "index": index,
+                    "clearing": clearing,
                     "summary": summary,
                 },
                 indent=2,

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-_RADII = (0, 1, 2, 4, 8, 16, 32)  # min-pool window half sizes (pixels)
+_RADII = (0, 1, 2, 4, 8, 16, 32)  # min-pool window half sizes (pixels); each level doubles the last
 
 
 def min_pool_pyramid(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
@@ -30,17 +29,29 @@ def min_pool_pyramid(depth: torch.Tensor, max_depth: float) -> torch.Tensor:
     Depth beyond ``max_depth`` becomes ``max_depth`` (the ray is known to pass at least that far).
     """
     d = torch.where(torch.isfinite(depth) & (depth > 0), depth.clamp_max(max_depth), torch.zeros_like(depth))
-    neg = -d[None, None]
-    levels = []
-    for r in _RADII:
-        if r == 0:
-            levels.append(d)
-            continue
-        k = 2 * r + 1
-        m = F.max_pool2d(neg, (1, k), stride=1, padding=(0, r))
-        m = F.max_pool2d(m, (k, 1), stride=1, padding=(r, 0))
-        levels.append(-m[0, 0])
+    levels = [d]
+    prev, prev_r = d, 0
+    for r in _RADII[1:]:
+        step = r - prev_r  # a (2 prev_r + 1) window shifted by +-step covers radius prev_r + step = r
+        cur = prev
+        for dim in (0, 1):
+            cur = torch.minimum(cur, torch.minimum(_shift(cur, step, dim), _shift(cur, -step, dim)))
+        levels.append(cur)
+        prev, prev_r = cur, r
     return torch.stack(levels)
+
+
+def _shift(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """``x`` moved by ``k`` along ``dim``, +inf where nothing moves in (neutral for a minimum)."""
+    out = torch.full_like(x, float("inf"))
+    n = x.shape[dim]
+    if k >= n or -k >= n:
+        return out
+    if k > 0:
+        out.narrow(dim, k, n - k).copy_(x.narrow(dim, 0, n - k))
+    else:
+        out.narrow(dim, 0, n + k).copy_(x.narrow(dim, -k, n + k))
+    return out
 
 
 def free_voxels(
