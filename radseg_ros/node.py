@@ -58,7 +58,7 @@ def mapper_config(p: NodeParams) -> MapperConfig:
         mode=p.mode, classes=list(p.classes), prediction_threshold=p.prediction_threshold,
         prompt_denoising=p.prompt_denoising, voxel_size=p.voxel_size, storage_dtype=p.storage_dtype,
         max_voxels=p.max_voxels or None, max_hits=p.max_hits or None,
-        free_space_decay=p.free_space_decay, min_depth=p.min_depth,
+        free_space_decay=p.free_space_decay, residual_rows=p.residual_rows, min_depth=p.min_depth,
         max_depth=p.max_depth, depth_scale=p.depth_scale, point_stride=p.point_stride,
         pose_is_optical=p.pose_is_optical, query_threshold=p.query_threshold, frame_id=p.map_frame,
         cache_aligned=p.cache_aligned, text_device=p.text_device, text_dtype=p.text_dtype,

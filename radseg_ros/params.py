@@ -67,6 +67,8 @@ SPECS: dict[str, Spec] = {
     "cache_aligned": Spec(True, "keep a language-aligned copy of voxel features for fast queries and cloud "
                           "labels (+2.3 KB per voxel with SigLIP2); false re-aligns the map per use"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
+    "residual_rows": Spec(8192, "fp16 drift compensation: voxels (most recently updated) whose rounding residual "
+                          "is kept; costs rows x (2 x (feature dim + 3) + 16) bytes (0 = off)", 0, 10_000_000),
     "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
                              "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",
                              0.0, 1.0, live=True),
@@ -143,6 +145,7 @@ class NodeParams:
     cache_aligned: bool
     max_hits: float
     free_space_decay: float
+    residual_rows: int
     min_depth: float
     max_depth: float
     depth_scale: float
