@@ -21,12 +21,12 @@ def start_node(tmp_path):
     """Start the node with given parameters; stops it (and shows its log on failure) afterwards."""
     started: list[NodeProcess] = []
 
-    def _start(**params) -> NodeProcess:
+    def _start(namespace: str = "", **params) -> NodeProcess:
         params.setdefault("model", "random-tiny")
         params.setdefault("device", "cpu")
         params.setdefault("map_directory", str(tmp_path / "maps"))
         params.setdefault("text_cache_dir", str(tmp_path / "text_cache"))
-        proc = NodeProcess(params, tmp_path)
+        proc = NodeProcess(params, tmp_path, namespace=namespace)
         started.append(proc)
         return proc
 

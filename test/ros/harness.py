@@ -32,7 +32,8 @@ class NodeProcess:
         self.workdir = workdir
         self.log_path = workdir / "node.log"
         params_file = workdir / "params.yaml"
-        params_file.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+        key = f"/{namespace.strip('/')}/{NODE_NAME}" if namespace else NODE_NAME  # ROS matches the full name
+        params_file.write_text(yaml.safe_dump({key: {"ros__parameters": params}}))
         cmd = [str(node_executable()), "--ros-args", "--params-file", str(params_file)]
         if namespace:
             cmd += ["-r", f"__ns:={namespace}"]

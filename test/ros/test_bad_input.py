@@ -6,8 +6,11 @@ voxels it had before the bad input (through the real save_map service).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from harness import TopicCapture, synthetic_frame
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -119,6 +122,28 @@ def test_nan_and_zero_depth_are_ignored(client, mapping_node, frames, labels, se
     xyz = np.stack([cols["x"], cols["y"], cols["z"]], axis=1)
     assert np.isfinite(xyz).all()
     assert np.all(np.abs(cols["z"] - 2.0) < 0.05)  # nothing at depth 0 or infinity
+
+
+def test_frame_with_zero_points_is_warned_and_counted(client, mapping_node, frames, labels, seeded):
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    before = voxels(client, mapping_node)
+    f = synthetic_frame(0)
+    n = len(labels.messages)
+    frames.publish(Stamps.next(), f["rgb"], np.zeros_like(f["depth_mm"]), f["K"], f["position"], f["quaternion"])
+    labels.wait(n + 1)  # segmented, nothing to integrate
+    end = time.monotonic() + 10
+    while True:
+        client.spin_for(0.3)
+        status = diag.messages[-1].status[0] if diag.messages else None
+        values = {kv.key: kv.value for kv in status.values} if status else {}
+        if int(values.get("zero_point_frames", 0)) >= 1 or time.monotonic() > end:
+            break
+    assert int(values["zero_point_frames"]) >= 1 and status.level == DiagnosticStatus.WARN
+    assert "integrated zero points" in values["last_error"] and "integrated zero points" in mapping_node.log()
+    assert_intact(client, mapping_node, before)
+    good_frame_still_works(client, frames, labels)
+    client.spin_for(1.5)
+    assert diag.messages[-1].status[0].level == DiagnosticStatus.OK  # good frames bring it back
 
 
 def test_jump_back_in_time_resets_sync_and_keeps_mapping(client, mapping_node, frames, labels, seeded):

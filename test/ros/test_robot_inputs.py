@@ -246,7 +246,7 @@ def test_time_jump_back_resets_tf_and_keeps_mapping(client, start_node, robot):
             n = len(labels.messages)
             robot.camera(t)
             labels.wait(n + 1)
-    d = diagnostics(diag, client, integrated=4, time_jumps_back=1, tf_time_jumps_back=1)
+    d = diagnostics(diag, client, integrated=4, time_jumps_back=1, tf_time_jumps_back=1, time_jumps_forward=1)
     assert d["rejected"] == "0" and "time jumped back" in node.log() and "map kept" in node.log()
     reset(client, node)
     n = len(labels.messages)
@@ -347,3 +347,10 @@ def test_unaligned_depth_is_registered_with_its_own_camera_info_and_tf(client, s
     robot.camera(t, depth_frame="camera_depth_optical_frame")
     assert_map_is_the_wall(fresh_cloud(client, node, clouds, labels, 0), t, pose_to_matrix(offset, (0, 0, 0, 1)))
     assert node.alive()
+
+
+def test_status_name_is_the_nodes_fully_qualified_name(client, start_node):
+    start_node(namespace="/robot1", diagnostics_period=0.2, crop=112, stride=96)
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    diag.wait(1)
+    assert diag.messages[-1].status[0].name == "/robot1/radseg: mapper"
