@@ -89,7 +89,9 @@ SPECS: dict[str, Spec] = {
                             "the image) before it is rejected", 0.0, 10.0),
     "tf_cache_time": Spec(10.0, "seconds of TF history kept per frame", 0.5, 3600.0),
     "time_jump_threshold": Spec(1.0, "an rgb stamp this many seconds older than the newest seen is a jump "
-                                "back in time (bag loop, simulator reset): sync and TF are reset", 0.01, 3600.0),
+                                "back in time (bag loop, simulator reset): the synchroniser is reset (TF the same "
+                                "on its own stamps)",
+                                0.01, 3600.0),
     "reset_map_on_time_jump": Spec(False, "also clear the map on a jump back in time", live=True),
     "input_reliability": Spec("best_effort", "QoS of the camera/pose subscriptions: best_effort (sensor data, "
                               "matches every publisher) or reliable (needs reliable publishers; no lost "
