@@ -77,6 +77,15 @@ def header_frame_id(raw: bytes | memoryview) -> str:
     return bytes(raw[16:16 + max(n - 1, 0)]).decode("utf-8", "replace")
 
 
+def image_size(raw: bytes | memoryview) -> tuple[int, int]:
+    """``(height, width)`` of a sensor_msgs/Image from its CDR bytes: two uint32 after the header, 4-aligned."""
+    endian = "<" if raw[1] == 1 else ">"
+    (n,) = struct.unpack_from(endian + "I", raw, 12)
+    off = 16 + n
+    off += (-(off - 4)) % 4  # CDR aligns relative to the end of the 4-byte encapsulation header
+    return struct.unpack_from(endian + "II", raw, off)
+
+
 def decode_compressed_depth(fmt: str, data) -> tuple[np.ndarray, str]:
     """Raw depth and its encoding from image_transport's ``compressedDepth`` format.
 
@@ -254,7 +263,8 @@ class RosbagDataset(FrameDataset):
         for conn, t_log, raw in self._reader.messages(connections=wanted):
             kind = kinds[id(conn)]
             if kind in ("rgb", "depth"):
-                rec[kind].append((header_stamp(raw), t_log, conn, header_frame_id(raw)))
+                hw = image_size(raw) if conn.msgtype == IMAGE else None
+                rec[kind].append((header_stamp(raw), t_log, conn, header_frame_id(raw), hw))
                 continue
             msg = self._reader.deserialize(raw, conn.msgtype)
             if kind == "tf":
@@ -336,6 +346,21 @@ class RosbagDataset(FrameDataset):
                     "bag's TF does not relate the two: record /tf_static, or aligned depth")
             self.registered_depth = True
             self.topics["depth_camera_info"] = self._dinfo_c[0].topic
+        else:
+            d_hw, c_hw = depth[0][4], infos[0][2]
+            if d_hw and all(c_hw) and abs(d_hw[1] / c_hw[1] - d_hw[0] / c_hw[0]) > 0.02:
+                raise ValueError(
+                    f"{self.path}: depth {d_hw[1]}x{d_hw[0]} in frame [{depth_frame}] is not a rescaled colour "
+                    f"image ({c_hw[1]}x{c_hw[0]}, frame [{cam}]): it is not aligned, yet claims the colour frame; "
+                    "record aligned depth, or depth with its own frame_id, camera_info and TF")
+            if rec["dinfo"] and all(c_hw) and all(rec["dinfo"][0][2]):
+                K_d, hw_d = rec["dinfo"][0][1], rec["dinfo"][0][2]
+                K_c = scale_intrinsics(infos[0][1], c_hw, hw_d)
+                if np.abs(K_d - K_c).max() > 1.0:  # pixels: another camera, not a resampled colour one
+                    raise ValueError(
+                        f"{self.path}: depth claims the colour frame [{cam}] but its camera_info "
+                        f"({self._dinfo_c[0].topic}) has other intrinsics than the colour camera's: it is not "
+                        "aligned; record aligned depth, or depth with its own frame_id and TF")
 
         p_t = np.array([r[0] for r in poses])
         p_v = np.array([r[1] for r in poses], dtype=np.float64).reshape(-1, 7)

@@ -240,7 +240,8 @@ def _render_planes(T_map_cam: np.ndarray, K: np.ndarray, hw: tuple[int, int]) ->
 
 
 def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t0: float = 100.0,
-                    compressed_copies: bool = True, omit: tuple[str, ...] = ()) -> Path:
+                    compressed_copies: bool = True, omit: tuple[str, ...] = (),
+                    depth_frame_id: str = "camera_depth_optical_frame") -> Path:
     """A RealSense + odometry + TF bag (mcap) of the scene above; image ``k`` is stamped ``t0 + k / rate``.
 
     Topics: colour (rgb8) and its ``/compressed`` JPEG copy, aligned depth (colour frame and size), the
@@ -248,7 +249,8 @@ def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t
     camera_infos, ``/odom`` (Odometry of base_link in odom, 50 Hz, starting 0.25 s after the first image
     and offset 7 ms from the images), ``/tf`` (odom -> base_link, same samples), ``/tf_static`` and
     ``/camera_pose`` (PoseStamped of the colour optical frame in map, 50 Hz). ``omit`` leaves topics out
-    by key (``ROBOT_TOPICS`` keys, ``tf``, ``tf_static``) to make broken recordings.
+    by key (``ROBOT_TOPICS`` keys, ``tf``, ``tf_static``) and ``depth_frame_id`` mislabels the depth
+    camera's images, to make broken recordings.
     """
     import struct
 
@@ -334,7 +336,7 @@ def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t
             msgs.append((t, "color_info", info(t, C, ROBOT_K["color"], ROBOT_HW["color"])))
             msgs.append((t, "aligned", depth_msg(t, C, d_color)))
             msgs.append((t, "aligned_info", info(t, C, ROBOT_K["color"], ROBOT_HW["color"])))
-            msgs.append((t, "depth", depth_msg(t, D, d_depth)))
+            msgs.append((t, "depth", depth_msg(t, depth_frame_id, d_depth)))
             msgs.append((t, "depth_info", info(t, D, ROBOT_K["depth"], ROBOT_HW["depth"])))
             if compressed_copies:
                 ok, jpg = cv2.imencode(".jpg", rgb[..., ::-1])

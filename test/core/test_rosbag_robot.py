@@ -76,6 +76,8 @@ def test_odometry_frame_is_related_to_map_through_tf_and_defaults_to_its_own(bag
 def test_unaligned_depth_is_registered_into_the_colour_camera(bag, depth_topic):
     ds = RosbagDataset(bag, pose_source="tf", depth_topic=depth_topic)
     assert ds.registered_depth and ds.topics["depth_camera_info"] == ROBOT_TOPICS["depth_info"]
+    if "compressed" not in depth_topic:  # sizes read from the CDR bytes without decoding
+        assert ds._items[0][2][4] == ROBOT_HW["depth"] and ds._items[0][1][4] == ROBOT_HW["color"]
     f = ds[2]
     assert f.depth.shape == ROBOT_HW["color"]
     gt = _render_planes(truth(f.stamp), ROBOT_K["color"], ROBOT_HW["color"])
@@ -127,6 +129,11 @@ def test_refusals_name_what_is_missing(bag, tmp_path):
         RosbagDataset(no_static, pose_source="odometry")
     with pytest.raises(ValueError, match="does not relate the two"):
         RosbagDataset(no_static, pose_source="pose", depth_topic=ROBOT_TOPICS["depth"])
+    # the depth camera's images labelled with the colour frame: sizes disagree, refused rather than fused
+    mislabelled = write_robot_bag(tmp_path / "mislabelled", n_images=3, compressed_copies=False,
+                                  depth_frame_id=COLOR)
+    with pytest.raises(ValueError, match="claims the colour frame .* other intrinsics"):
+        RosbagDataset(mislabelled, pose_source="tf", depth_topic=ROBOT_TOPICS["depth"])
     # a map frame TF does not know: every image skipped, the reason given
     with pytest.raises(ValueError, match="none of 8 rgb images.*does not exist"):
         RosbagDataset(bag, pose_source="tf", map_frame="world")
@@ -167,3 +174,15 @@ def test_bag_options_on_other_inputs_and_bad_topics_exit_2(bag, tmp_path, capsys
     assert map_cli.main([str(bag), "--pose-source", "odometry", "--pose-topic", "/camera_pose",
                          "-o", str(tmp_path / "y"), *OFFLINE]) == 2
     assert "has type geometry_msgs/msg/PoseStamped" in capsys.readouterr().err
+
+
+def test_depth_of_another_shape_in_the_colour_frame_is_refused(tmp_path):
+    from radseg_core.datasets.writers import write_rosbag
+    from radseg_core.types import Frame
+
+    frames = [Frame(rgb=np.zeros((48, 64, 3), np.uint8), depth=np.full((30, 50), 2.0, np.float32),
+                    K=ROBOT_K["color"], T_world_cam=np.eye(4), stamp=1.0 + 0.1 * k, frame_id=COLOR)
+              for k in range(2)]
+    bag = write_rosbag(frames, tmp_path / "odd_depth")
+    with pytest.raises(ValueError, match="depth 50x30 in frame .* is not a rescaled colour image"):
+        RosbagDataset(bag)
