@@ -68,6 +68,7 @@ def input_report(dataset) -> dict:
         return {}
     return {"topics": dict(dataset.topics), "pose_source": dataset.pose_source, "map_frame": dataset.map_frame,
             "camera_frame": dataset.camera_frame, "depth_registered": dataset.registered_depth,
+            "tf_transforms_rejected": dataset.tf_rejected,
             "frames_skipped": int(sum(dataset.skipped.values())), "skipped": dict(dataset.skipped),
             "skipped_examples": dict(dataset.skipped_examples)}
 

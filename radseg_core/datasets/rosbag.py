@@ -17,7 +17,8 @@ nearest within ``slop``). An Odometry whose body is not related to the camera by
 ``pose_is_optical`` says the pose is the camera's own (True: optical, False: REP-103 body frame).
 Depth in the colour camera's frame (e.g. RealSense ``align_depth``) is used as is; depth in its own frame
 is registered into the colour camera (``radseg_core.registration``) with its camera_info and the TF
-between the two optical frames, or refused when either is missing. Depth may be ``16UC1`` (x
+between the two optical frames, or refused when either is missing; depth that claims the colour frame
+but has another shape, or a camera_info with other intrinsics, is refused too. Depth may be ``16UC1`` (x
 ``depth_scale`` metres), ``32FC1`` (metres) or their ``compressedDepth`` PNG transport; ``rvl`` is refused.
 Auto-detection prefers raw images over their ``/compressed`` copies. Every rgb image not turned into a
 frame is counted under a reason in ``skipped`` (with one full example message in ``skipped_examples``).
