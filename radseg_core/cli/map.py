@@ -165,6 +165,9 @@ def _main(args: argparse.Namespace) -> int:
               f"{report['map_frame']}, camera frame {report['camera_frame']}"
               f"{', depth registered into the colour camera' if report['depth_registered'] else ''}",
               file=sys.stderr)
+        if report["tf_transforms_rejected"]:
+            print(f"{PROG}: warning: ignored {report['tf_transforms_rejected']} invalid TF transform(s) in the bag "
+                  "(empty or self-referencing frame ids, non-finite values or non-unit quaternions)", file=sys.stderr)
         for reason, n in report["skipped"].items():
             print(f"{PROG}: skipped {n} rgb image(s): {reason} (e.g. {report['skipped_examples'][reason]})",
                   file=sys.stderr)
