@@ -241,7 +241,7 @@ def _render_planes(T_map_cam: np.ndarray, K: np.ndarray, hw: tuple[int, int]) ->
 
 def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t0: float = 100.0,
                     compressed_copies: bool = True, omit: tuple[str, ...] = (),
-                    depth_frame_id: str = "camera_depth_optical_frame") -> Path:
+                    depth_frame_id: str = "camera_depth_optical_frame", tf_extra: tuple = ()) -> Path:
     """A RealSense + odometry + TF bag (mcap) of the scene above; image ``k`` is stamped ``t0 + k / rate``.
 
     Topics: colour (rgb8) and its ``/compressed`` JPEG copy, aligned depth (colour frame and size), the
@@ -250,7 +250,8 @@ def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t
     and offset 7 ms from the images), ``/tf`` (odom -> base_link, same samples), ``/tf_static`` and
     ``/camera_pose`` (PoseStamped of the colour optical frame in map, 50 Hz). ``omit`` leaves topics out
     by key (``ROBOT_TOPICS`` keys, ``tf``, ``tf_static``) and ``depth_frame_id`` mislabels the depth
-    camera's images, to make broken recordings.
+    camera's images, to make broken recordings; ``tf_extra`` adds ``(parent, child, xyz, xyzw)`` transforms
+    to ``/tf`` at the first image's stamp, written as given (even invalid ones).
     """
     import struct
 
@@ -323,6 +324,10 @@ def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t
             Tc = robot_T_map(C, t - t0)
             msgs.append((t, "pose", PoseStamped(header=hdr(t, "map"), pose=Pose(
                 position=Point(x=Tc[0, 3], y=Tc[1, 3], z=Tc[2, 3]), orientation=quat(Tc[:3, :3])))))
+        for parent, child, xyz, q in tf_extra:
+            tr = Transform(translation=Vec(x=xyz[0], y=xyz[1], z=xyz[2]), rotation=Quat(x=q[0], y=q[1], z=q[2], w=q[3]))
+            msgs.append((t0, "tf", TFMessage(transforms=[TStamped(header=hdr(t0, parent), child_frame_id=child,
+                                                                  transform=tr)])))
         for k in range(n_images):
             t = t0 + k / rate
             T_c, T_d = robot_T_map(C, t - t0), robot_T_map(D, t - t0)

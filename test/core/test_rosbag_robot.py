@@ -186,3 +186,16 @@ def test_depth_of_another_shape_in_the_colour_frame_is_refused(tmp_path):
     bag = write_rosbag(frames, tmp_path / "odd_depth")
     with pytest.raises(ValueError, match="depth 50x30 in frame .* is not a rescaled colour image"):
         RosbagDataset(bag)
+
+
+def test_invalid_tf_in_a_bag_is_ignored_counted_and_reported(tmp_path, capsys):
+    from radseg_core.cli import map as map_cli
+
+    bag = write_robot_bag(tmp_path / "bad_tf", n_images=3, compressed_copies=False,
+                          tf_extra=(("odom", "wheel", (0, 0, 0), (0, 0, 0, 2.0)),
+                                    ("odom", "odom", (0, 0, 0), (0, 0, 0, 1.0)),
+                                    ("odom", "lidar", (float("nan"), 0, 0), (0, 0, 0, 1.0))))
+    assert RosbagDataset(bag, pose_source="tf").tf_rejected == 3
+    assert map_cli.main([str(bag), "-o", str(tmp_path / "out"), "--pose-source", "tf", *OFFLINE]) == 0
+    assert "ignored 3 invalid TF transform(s)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["tf_transforms_rejected"] == 3
