@@ -32,7 +32,7 @@ from visualization_msgs.msg import MarkerArray
 
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
-from radseg_core.transforms import ExtrapolationError, TransformBuffer, TransformError
+from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
 from radseg_ros import conversions as conv
 from radseg_ros import poses
 from radseg_ros.diagnostics import Counters
@@ -261,8 +261,8 @@ class RadsegNode(Node):
             T = poses.optical_pose(rgb, pose_msg, self._pose_inputs, self.tf_buffer)
             T_rgb_depth = poses.depth_extrinsic(rgb, depth, self.p.camera_frame, self.tf_buffer)
         except TransformError as exc:
-            past = isinstance(exc, ExtrapolationError) and not exc.future
-            if self.tf_buffer is not None and not past and self.p.tf_wait_timeout > 0:
+            may_arrive = isinstance(exc, ConnectivityError) or (isinstance(exc, ExtrapolationError) and exc.future)
+            if self.tf_buffer is not None and may_arrive and self.p.tf_wait_timeout > 0:
                 self._last_tf_error = exc
                 return False
             self._reject(_tf_reason(exc), f"frame at {conv.stamp_to_sec(rgb.header.stamp):.3f}: {exc}")
@@ -505,7 +505,9 @@ def _tf_reason(exc: BaseException) -> str:
     """Counter name of a transform failure."""
     if isinstance(exc, ExtrapolationError):
         return "tf_future" if exc.future else "tf_past"
-    return "tf_unavailable"
+    if isinstance(exc, ConnectivityError):
+        return "tf_unavailable"
+    return "invalid_pose"  # empty frame id, bad quaternion: waiting cannot help
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,24 @@ def test_frame_with_zero_points_is_warned_and_counted(client, mapping_node, fram
     assert diag.messages[-1].status[0].level == DiagnosticStatus.OK  # good frames bring it back
 
 
+def test_camera_info_changing_size_is_warned_counted_and_rescaled(client, mapping_node, frames, labels, seeded):
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    f = synthetic_frame(0)
+    n = len(labels.messages)
+    # the driver switches to 320x240 calibration while images stay 160x120: same aspect, K is rescaled
+    frames.publish(Stamps.next(), f["rgb"], f["depth_mm"], f["K"] * np.array([[2], [2], [1]]), f["position"],
+                   f["quaternion"], info_size=(320, 240))
+    labels.wait(n + 1)
+    end = time.monotonic() + 10
+    values = {}
+    while int(values.get("camera_info_size_changes", 0)) < 1 and time.monotonic() < end:
+        client.spin_for(0.3)
+        values = {kv.key: kv.value for kv in diag.messages[-1].status[0].values} if diag.messages else {}
+    assert int(values["camera_info_size_changes"]) >= 1
+    assert "camera_info size changed from (160, 120) to (320, 240)" in mapping_node.log()
+    good_frame_still_works(client, frames, labels)
+
+
 def test_jump_back_in_time_resets_sync_and_keeps_mapping(client, mapping_node, frames, labels, seeded):
     good_frame_still_works(client, frames, labels)
     after_good = voxels(client, mapping_node)

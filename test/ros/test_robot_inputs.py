@@ -327,6 +327,13 @@ def test_pose_stamped_of_the_optical_frame(client, start_node, robot):
     robot.camera(t + 0.1)
     d = diagnostics(diag, client, rejected_tf_unavailable=1)
     assert "[map]" in d["last_error"] and "odom" in d["last_error"] and node.alive()
+    # a pose without frame_id: refused at once (nothing to wait for), with the reason
+    msg.header.frame_id = ""
+    msg.header.stamp = stamp_msg(t + 0.2)
+    robot.pose.publish(msg)
+    robot.camera(t + 0.2)
+    d = diagnostics(diag, client, rejected_invalid_pose=1)
+    assert "frame_id is empty" in d["last_error"] and node.alive()
 
 
 def test_unaligned_depth_is_registered_with_its_own_camera_info_and_tf(client, start_node, robot):
