@@ -85,12 +85,19 @@ class ApproximateTimeSync:
                 return [q.pop(s) for q, s in zip(self._queues, stamps, strict=True)]
         return None
 
-    def reset(self) -> int:
-        """Empty every queue (e.g. after a jump back in time); returns how many messages were discarded."""
+    def reset(self, newer_than_ns: int | None = None) -> int:
+        """Empty the queues (e.g. after a jump back in time); returns how many messages were discarded.
+
+        With ``newer_than_ns`` only messages stamped after it go: those of the run before the jump,
+        while partners of the new run that arrived just before the jump was noticed stay.
+        """
         with self._lock:
-            n = sum(len(q) for q in self._queues)
+            n = 0
             for q in self._queues:
-                q.clear()
+                stale = [s for s in q if newer_than_ns is None or s > newer_than_ns]
+                for s in stale:
+                    del q[s]
+                n += len(stale)
             return n
 
     def queued(self) -> list[int]:

@@ -211,7 +211,7 @@ class RadsegNode(Node):
         threshold = int(self.p.time_jump_threshold * 1e9)
         if newest and stamp_ns < newest - threshold:
             self.counters.add("time_jumps_back")
-            discarded = self._sync.reset()
+            discarded = self._sync.reset(newer_than_ns=stamp_ns + threshold)  # the old run's messages
             self._waiting.clear()  # TF resets itself when its own stamps jump (TfListener)
             reset_map = self.p.reset_map_on_time_jump
             if reset_map:

@@ -68,6 +68,13 @@ def test_same_stamp_replaces_and_is_counted():
     assert len(out) == 1 and sync.replaced == 1
 
 
+def test_reset_after_a_jump_keeps_partners_of_the_new_run():
+    out, sync = run([(A, 100 * MS), (A, 200 * MS), (B, 1 * MS)], n=2, queue=5)  # B1: new run, first
+    assert sync.reset(newer_than_ns=50 * MS) == 2 and sync.queued() == [0, 1]
+    sync.add(A, 0, "a0")
+    assert out == [("a0", (B, 1 * MS))]
+
+
 def test_reset_empties_queues_for_a_jump_back():
     out, sync = run([(A, 100 * MS), (A, 200 * MS)], n=2, queue=2)
     assert sync.reset() == 2 and sync.queued() == [0, 0]
