@@ -142,6 +142,9 @@ class VoxelMap:
         self.evict_fraction = float(evict_fraction)
         # fp32 storage needs no compensation: its running mean is already exact to ~1e-7.
         self.residual_rows = 0 if dtype == torch.float32 else int(residual_rows)
+        # Residuals are stored times this scale: an fp16 residual of a value below ~0.06 would otherwise be
+        # subnormal and lose its bits (|residual| <= 2^-11 |value|, so 2^10 cannot overflow fp16).
+        self._res_scale = 1024.0 if dtype == torch.float16 else 1.0
         # Free-space clearing (radseg_core.free_space): each frame that sees through a voxel keeps
         # floor(hits * (1 - decay)) of its hits; at 0 hits the voxel is removed. 0 disables clearing.
         self.free_space_decay = float(free_space_decay)
@@ -509,21 +512,21 @@ class VoxelMap:
         r = rows[has]
         v = self._values[slots].float()
         if r.numel():
-            v[has] += self._res[r].float()
+            v[has] += self._res[r].float() / self._res_scale
         v.mul_(a).add_(sums.mul_(b))
         stored = v.to(self.dtype)
         self._values[slots] = stored
         if r.numel():
-            self._res[r] = (v[has] - stored[has].float()).to(self.dtype)
+            self._res[r] = ((v[has] - stored[has].float()) * self._res_scale).to(self.dtype)
         if csum is not None:
             c = self._colors[slots].float()
             if r.numel():
-                c[has] += self._res_col[r].float()
+                c[has] += self._res_col[r].float() / self._res_scale
             c.mul_(a).add_(csum.float().mul_(b))
             stored_c = c.to(self.dtype)
             self._colors[slots] = stored_c
             if r.numel():
-                self._res_col[r] = (c[has] - stored_c[has].float()).to(self.dtype)
+                self._res_col[r] = ((c[has] - stored_c[has].float()) * self._res_scale).to(self.dtype)
         self._hits[slots] = h_new.clamp_max(_HITS_MAX).to(torch.int32)
         self._last_seen[slots] = self.frames_integrated
         if self.max_voxels is not None and self._size > self.max_voxels:
@@ -602,7 +605,8 @@ class VoxelMap:
 
     # ------------------------------------------------------------------ restore (used by map_io)
     def residuals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Working-set compensation: (slots (R',), value residuals (R', D), colour residuals (R', 3))."""
+        """Working-set compensation: (slots (R',), value and colour residuals (R', D), (R', 3)), stored
+        scaled by 1024 in fp16 (so small values keep their residual bits), unscaled otherwise."""
         live = torch.nonzero(self._row_slot >= 0, as_tuple=True)[0]
         live = live[torch.argsort(self._row_used[live], stable=True)]  # least recently used first
         return self._row_slot[live], self._res[live], self._res_col[live]

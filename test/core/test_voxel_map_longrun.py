@@ -49,6 +49,8 @@ def run(n_static, n_changed, max_hits=None, residual_rows=8192, seed=0):
     vm = VoxelMap(voxel_size=1.0, dim=D, dtype=torch.float16, max_hits=max_hits, residual_rows=residual_rows)
     base_a = rng.uniform(-1, 1, (N_VOX, D))
     base_b = rng.uniform(-1, 1, (N_VOX, D))
+    base_a[:, :4] *= 1e-3  # small components: their fp16 residuals would be subnormal without scaling
+    base_b[:, :4] *= 1e-3
     col_a, col_b = rng.uniform(20, 235, (N_VOX, 3)), rng.uniform(20, 235, (N_VOX, 3))
     history = [[] for _ in range(N_VOX)]
     checkpoints = []
@@ -57,7 +59,7 @@ def run(n_static, n_changed, max_hits=None, residual_rows=8192, seed=0):
         pts, vals, cols = [], [], []
         for v in range(N_VOX):
             c = int(rng.integers(1, 4))
-            x = base[v] + rng.normal(0, 0.05, (c, D))
+            x = base[v] + rng.normal(0, 0.05, (c, D)) * np.maximum(np.abs(base[v]), 1e-3)
             k = np.clip(cbase[v] + rng.normal(0, 8, (c, 3)), 0, 255)
             history[v].append((x, k))
             pts.append(np.full((c, 3), v + 0.5))
