@@ -13,8 +13,10 @@ Layout, chosen so that integrating a frame costs what the frame costs, not what 
   (``out_of_range``) and warned about once, never dropped silently.
 * Per-voxel data lives in *slots*: append-only rows of preallocated tensors (growth +12.5 %, so
   allocated rows stay <= 1.125 x used). A frame only reads and writes the rows of its own voxels.
-* A sorted key array + matching slot array is the hash: lookup is ``searchsorted``. Inserting a
-  frame's new keys is one merge of two int64 arrays (16 bytes per voxel moved, no feature rows).
+* Sorted key arrays + matching slot arrays ("runs", O(log n) of them, each less than half the one
+  before) are the hash: lookup is one ``searchsorted`` per run. A frame's new keys form a new run;
+  runs merge when the smaller reaches half the larger, so each key is copied O(log n) times over the
+  map's life and a frame does not copy the whole index (which it did with a single sorted array).
 
 Eviction (``max_voxels``): when an update leaves more than ``max_voxels`` voxels, the voxels seen
 least recently are dropped (ties: fewest hits first), down to ``(1 - evict_fraction) * max_voxels``
@@ -175,8 +177,9 @@ class VoxelMap:
     def _alloc(self, capacity: int) -> None:
         dev = self.device
         self._size = 0
-        self._sorted_keys = torch.empty(0, dtype=torch.int64, device=dev)
-        self._sorted_slots = torch.empty(0, dtype=torch.int64, device=dev)
+        # Sorted (keys, slots) runs, largest first; a run is merged into the one before it once it is at
+        # least half its size, so there are O(log n) runs and each key is copied O(log n) times in all.
+        self._runs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._keys = torch.empty(capacity, dtype=torch.int64, device=dev)
         self._values = torch.empty(capacity, self.dim, dtype=self.dtype, device=dev)
         self._colors = torch.empty(capacity, 3, dtype=self.dtype, device=dev)
@@ -210,8 +213,7 @@ class VoxelMap:
     def nbytes(self) -> int:
         """Bytes held by the map's tensors, preallocated slack included."""
         tensors = (
-            self._sorted_keys,
-            self._sorted_slots,
+            *(t for run in self._runs for t in run),
             self._keys,
             self._values,
             self._colors,
@@ -473,15 +475,12 @@ class VoxelMap:
     ) -> None:
         """Merge per-voxel sums of one update (sorted unique keys) into the map."""
         self.frames_integrated += 1
-        n_map = self._sorted_keys.numel()
-        pos = torch.searchsorted(self._sorted_keys, ukeys)
-        if n_map:
-            found = self._sorted_keys[pos.clamp_max(n_map - 1)] == ukeys
-        else:
-            found = torch.zeros_like(ukeys, dtype=torch.bool)
-        slots = torch.empty_like(ukeys)
-        slots[found] = self._sorted_slots[pos[found]]
-        new = ~found
+        slots = torch.full_like(ukeys, -1)
+        for run_k, run_s in self._runs:
+            pos = torch.searchsorted(run_k, ukeys).clamp_max(run_k.numel() - 1)
+            hit = run_k[pos] == ukeys
+            slots[hit] = run_s[pos[hit]]
+        new = slots < 0
         n_new = int(new.sum())
         if n_new:
             self._reserve(self._size + n_new)
@@ -492,15 +491,8 @@ class VoxelMap:
             self._colors[new_slots] = 0
             self._hits[new_slots] = 0
             self._row_of[new_slots] = -1
-            # Merge new keys into the sorted index: new key j lands at (its insertion point + j).
-            dest = pos[new] + torch.arange(n_new, device=self.device)
-            keep = torch.ones(n_map + n_new, dtype=torch.bool, device=self.device)
-            keep[dest] = False
-            merged_k = torch.empty(n_map + n_new, dtype=torch.int64, device=self.device)
-            merged_s = torch.empty_like(merged_k)
-            merged_k[keep], merged_s[keep] = self._sorted_keys, self._sorted_slots
-            merged_k[dest], merged_s[dest] = ukeys[new], new_slots
-            self._sorted_keys, self._sorted_slots = merged_k, merged_s
+            self._runs.append((ukeys[new], new_slots))  # ukeys is sorted, so the new run is too
+            self._merge_runs()
             self._size += n_new
         w_old, w_new = recency_weights(self._hits[slots].long(), counts.long(), self.max_hits)
         h_new = w_old + w_new
@@ -531,6 +523,23 @@ class VoxelMap:
         self._last_seen[slots] = self.frames_integrated
         if self.max_voxels is not None and self._size > self.max_voxels:
             self._evict()
+
+    def _merge_runs(self) -> None:
+        """Restore the run invariant (each run < half the one before) by merging the smallest runs."""
+        runs = self._runs
+        while len(runs) >= 2 and 2 * runs[-1][0].numel() >= runs[-2][0].numel():
+            (ka, sa), (kb, sb) = runs[-2], runs.pop()
+            k = torch.cat([ka, kb])
+            k, order = torch.sort(k, stable=True)
+            runs[-1] = (k, torch.cat([sa, sb])[order])
+
+    def _merge_runs_all(self) -> None:
+        """After removals runs may violate the invariant anywhere: rebuild it from the smallest end."""
+        runs = sorted(self._runs, key=lambda r: -r[0].numel())
+        self._runs = []
+        for run in runs:
+            self._runs.append(run)
+            self._merge_runs()
 
     def _residual_rows_for(self, slots: torch.Tensor) -> torch.Tensor:
         """Residual rows of ``slots`` (-1 where none), giving least recently used rows to newcomers."""
@@ -582,9 +591,13 @@ class VoxelMap:
         gone[live] = remove[self._row_slot[live]]
         self._row_slot[live] = new_index[self._row_slot[live]]
         self._row_slot[gone], self._row_used[gone] = -1, -1
-        keep_sorted = keep[self._sorted_slots]
-        self._sorted_keys = self._sorted_keys[keep_sorted]
-        self._sorted_slots = new_index[self._sorted_slots[keep_sorted]]
+        runs = []
+        for run_k, run_s in self._runs:
+            kept = keep[run_s]
+            if bool(kept.any()):
+                runs.append((run_k[kept], new_index[run_s[kept]]))
+        self._runs = runs
+        self._merge_runs_all()
         self._size = n - n_rm
         self.generation = next(_GENERATIONS)
         return n_rm
@@ -632,8 +645,8 @@ class VoxelMap:
         self._hits = hits.to(dev, torch.int32).clone()
         self._last_seen = last_seen.to(dev, torch.int32).clone()
         self._row_of = torch.full((n,), -1, dtype=torch.int32, device=dev)
-        self._sorted_keys, order = torch.sort(self._keys)
-        self._sorted_slots = order
+        sorted_keys, order = torch.sort(self._keys)
+        self._runs = [(sorted_keys, order)] if n else []
         self._size = n
         self.frames_integrated = int(frames_integrated)
         self.origin_voxel = torch.tensor(origin_voxel, dtype=torch.int64)

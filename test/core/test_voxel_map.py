@@ -384,3 +384,22 @@ def test_probabilities_at_full_resolution_equal_reference():
     torch.testing.assert_close(vm.values().sum(1), torch.ones(len(vm)))
     labels = dict(zip([tuple(k) for k in vm.voxel_indices().tolist()], vm.labels().tolist(), strict=True))
     assert labels == {k: int(np.argmax(mean)) for k, (mean, _) in ref.items()}
+
+
+def test_key_runs_stay_consistent_through_inserts_and_removals():
+    """The sorted runs always index every voxel exactly once, and each run entry names its own slot."""
+    gen = torch.Generator().manual_seed(4)
+    vm = VoxelMap(voxel_size=1.0, dim=1, dtype=torch.float32)
+    for step in range(60):
+        pts = torch.randint(0, 40, (int(torch.randint(1, 300, (1,), generator=gen)), 3), generator=gen) + 0.5
+        vm.integrate_points(pts.double(), torch.ones(pts.shape[0], 1))
+        if step % 15 == 14:
+            vm.clear_region([0, 0, 0], [20, 40, 40])
+        keys = torch.cat([k for k, _ in vm._runs])
+        slots = torch.cat([s for _, s in vm._runs])
+        assert keys.numel() == len(vm) and torch.equal(vm.keys()[slots], keys)
+        assert torch.unique(keys).numel() == len(vm)
+        sizes = [k.numel() for k, _ in vm._runs]
+        assert all(2 * b < a for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+        assert all(bool((k[1:] > k[:-1]).all()) for k, _ in vm._runs)
+    assert len(vm._runs) <= math.ceil(math.log2(len(vm) + 1)) + 1
