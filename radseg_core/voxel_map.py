@@ -500,29 +500,30 @@ class VoxelMap:
         a = (w_old.double() / h_new)[:, None].float()
         b = (w_new.double() / (counts.double() * h_new))[:, None].float()
         rows = self._residual_rows_for(slots)
-        has = rows >= 0
-        r = rows[has]
-        v = self._values[slots].float()
-        if r.numel():
-            v[has] += self._res[r].float() / self._res_scale
-        v.mul_(a).add_(sums.mul_(b))
-        stored = v.to(self.dtype)
-        self._values[slots] = stored
-        if r.numel():
-            self._res[r] = ((v[has] - stored[has].float()) * self._res_scale).to(self.dtype)
+        at = torch.nonzero(rows >= 0, as_tuple=True)[0]  # update positions that own a residual row
+        r = rows[at]
+        self._values[slots] = self._update_rows(self._values[slots], self._res, at, r, a, sums.mul_(b))
         if csum is not None:
-            c = self._colors[slots].float()
-            if r.numel():
-                c[has] += self._res_col[r].float() / self._res_scale
-            c.mul_(a).add_(csum.float().mul_(b))
-            stored_c = c.to(self.dtype)
-            self._colors[slots] = stored_c
-            if r.numel():
-                self._res_col[r] = ((c[has] - stored_c[has].float()) * self._res_scale).to(self.dtype)
+            self._colors[slots] = self._update_rows(self._colors[slots], self._res_col, at, r, a, csum.float().mul_(b))
         self._hits[slots] = h_new.clamp_max(_HITS_MAX).to(torch.int32)
         self._last_seen[slots] = self.frames_integrated
         if self.max_voxels is not None and self._size > self.max_voxels:
             self._evict()
+
+    def _update_rows(
+        self, stored: torch.Tensor, res: torch.Tensor, at: torch.Tensor, r: torch.Tensor, a: torch.Tensor,
+        add: torch.Tensor,
+    ) -> torch.Tensor:
+        """New stored means ``(stored + residual)·a + add`` in fp32, rounded; residual rows ``r`` rewritten."""
+        v = stored.float()
+        if r.numel():
+            v.index_add_(0, at, res[r].float(), alpha=1.0 / self._res_scale)
+        v.mul_(a).add_(add)
+        out = v.to(self.dtype)
+        if r.numel():
+            exact = v.index_select(0, at)
+            res[r] = exact.sub_(out.index_select(0, at).float()).mul_(self._res_scale).to(self.dtype)
+        return out
 
     def _merge_runs(self) -> None:
         """Restore the run invariant (each run < half the one before) by merging the smallest runs."""
