@@ -39,8 +39,8 @@ from radseg_ros.diagnostics import Counters
 from radseg_ros.map_paths import MapPathError, resolve_map_path
 from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, validate
 from radseg_ros.srv import MapFile, TextQuery
-from radseg_ros.sync import subscribe_synchronized
-from radseg_ros.tf_listener import TfListener, tf_available
+from radseg_ros.sync import select_sync_backend, subscribe_synchronized
+from radseg_ros.tf_listener import Tf2RosBuffer, TfListener, make_tf_buffer, select_tf_backend, tf_available
 from radseg_ros.visualization import candidate_markers, colorize_labels
 from radseg_ros.worker import LatestSlotWorker
 
@@ -106,14 +106,19 @@ class RadsegNode(Node):
         self._topic_names = [name for _, name in topics]
         # TF: needed for pose_source tf; elsewhere used when present (pose in another frame, body frame,
         # unaligned depth); pip-only installs without tf2_msgs get a clear refusal for those cases instead
-        self.tf_buffer: TransformBuffer | None = None
+        self.tf_buffer: TransformBuffer | Tf2RosBuffer | None = None
+        self.tf_backend = "none"
         if self.p.pose_source == "tf" or tf_available():
-            self.tf_buffer = TransformBuffer(cache_time=self.p.tf_cache_time)
+            self.tf_backend = select_tf_backend(self.p.tf_backend)
+            self.tf_buffer = make_tf_buffer(self, self.tf_backend, self.p.tf_cache_time)
             self._tf = TfListener(self, self.tf_buffer, on_update=self._retry_waiting,
                                   on_error=lambda why: self._reject("tf", why),
-                                  jump_threshold=self.p.time_jump_threshold, on_jump=self._on_tf_jump)
+                                  jump_threshold=self.p.time_jump_threshold, on_jump=self._on_tf_jump,
+                                  store=self.tf_backend == "internal")
+        self.sync_backend = select_sync_backend(self.p.sync_backend)
         self._subs, self._sync = subscribe_synchronized(
             self, topics, sensor_qos, self.p.sync_queue_size, self.p.sync_slop, self._on_synced, self._admit,
+            backend=self.sync_backend,
         )
         # waiting frames expire on the steady clock: a paused or jumping /clock must not hold them forever
         self.create_timer(0.05, self._expire_waiting, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -385,6 +390,7 @@ class RadsegNode(Node):
         values.update({
             "dropped_latest_wins": w.dropped, "dropped_sync_queue": self._sync.dropped,
             "replaced_same_stamp": self._sync.replaced, "waiting_for_tf_now": len(self._waiting),
+            "tf_backend": self.tf_backend, "sync_backend": self.sync_backend,
             "latency_s": round(self._latency, 4), "voxels": len(self.mapper), "map_bytes": self.mapper.nbytes(),
         })
         last_error, age = self.counters.last_error()

@@ -88,6 +88,9 @@ SPECS: dict[str, Spec] = {
     "tf_wait_timeout": Spec(0.5, "seconds a synchronised frame waits for its transforms (TF arriving after "
                             "the image) before it is rejected", 0.0, 10.0),
     "tf_cache_time": Spec(10.0, "seconds of TF history kept per frame", 0.5, 3600.0),
+    "tf_backend": Spec("auto", "TF buffer: tf2_ros (ROS' own Buffer + TransformListener), internal (the "
+                       "project's TransformBuffer, works in pip-only installs) or auto (tf2_ros when importable)",
+                       choices=("auto", "tf2_ros", "internal")),
     "time_jump_threshold": Spec(1.0, "an rgb stamp this many seconds older than the newest seen is a jump "
                                 "back in time (bag loop, simulator reset): the synchroniser is reset (TF the same "
                                 "on its own stamps)",
@@ -98,6 +101,9 @@ SPECS: dict[str, Spec] = {
                               "fragments of large images)", choices=("best_effort", "reliable")),
     "sync_slop": Spec(0.05, "approximate-time sync tolerance in seconds", 0.0, 10.0),
     "sync_queue_size": Spec(10, "messages kept per input while matching", 1, 1000),
+    "sync_backend": Spec("auto", "synchroniser: message_filters (ROS' ApproximateTimeSynchronizer), internal "
+                         "(the project's re-implementation, counts drops) or auto (message_filters when "
+                         "importable)", choices=("auto", "message_filters", "internal")),
     "frame_skip": Spec(0, "process one synchronised frame out of frame_skip + 1", 0, 1000, live=True),
     # output
     "publish_segmentation": Spec(True, "publish ~/segmentation and ~/labels", live=True),
@@ -159,11 +165,13 @@ class NodeParams:
     camera_extrinsic: str
     tf_wait_timeout: float
     tf_cache_time: float
+    tf_backend: str
     time_jump_threshold: float
     reset_map_on_time_jump: bool
     input_reliability: str
     sync_slop: float
     sync_queue_size: int
+    sync_backend: str
     frame_skip: int
     publish_segmentation: bool
     cloud_publish_rate: float

@@ -1,0 +1,288 @@
+"""The tf2_ros / message_filters code paths, run with the stand-ins in test/ros/standins (no wheels here).
+
+The stand-ins follow the upstream Python APIs; these tests check radseg_ros' adapters on top of them:
+same matrices and errors as the internal TransformBuffer, same sets as the internal synchroniser,
+backend selection, admit filtering and resets. They say nothing about the real libraries beyond that API.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time as TimeMsg
+from geometry_msgs.msg import TransformStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
+from radseg_ros import sync as sync_mod
+from radseg_ros import tf_listener
+from radseg_ros.params import SPECS
+
+STANDINS = Path(__file__).parent / "standins"
+MS = 1_000_000
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, STANDINS / name / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tf2_ros(monkeypatch):
+    module = _load("tf2_ros")
+    monkeypatch.setitem(sys.modules, "tf2_ros", module)
+    return module
+
+
+@pytest.fixture
+def message_filters(monkeypatch):
+    module = _load("message_filters")
+    monkeypatch.setitem(sys.modules, "message_filters", module)
+    return module
+
+
+class FakeNode:
+    """What the adapters call on an rclpy node; subscriptions are kept so tests can deliver messages."""
+
+    def __init__(self) -> None:
+        self.subs: dict[str, list] = {}
+
+    def create_subscription(self, msg_type, topic, callback, qos_profile=None, **kwargs):
+        self.subs.setdefault(topic, []).append(callback)
+        return (topic, callback)
+
+    def deliver(self, topic: str, msg) -> None:
+        for cb in self.subs[topic]:
+            cb(msg)
+
+
+# -- TF --------------------------------------------------------------------------------------------------
+
+def ts(parent: str, child: str, stamp_ns: int, t, q) -> TransformStamped:
+    m = TransformStamped()
+    m.header.frame_id, m.child_frame_id = parent, child
+    m.header.stamp = TimeMsg(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    m.transform.translation.x, m.transform.translation.y, m.transform.translation.z = t
+    n = np.linalg.norm(q)
+    m.transform.rotation.x, m.transform.rotation.y, m.transform.rotation.z, m.transform.rotation.w = \
+        (float(v / n) for v in q)
+    return m
+
+
+# REP-105 chain: map -> odom (dynamic), odom -> base_link (dynamic), base_link -> camera (static, rotated)
+STATIC = [ts("base_link", "camera_optical", 0, (0.2, 0.0, 0.5), (-0.5, 0.5, -0.5, 0.5))]
+DYNAMIC = [
+    ts("map", "odom", 10 * 10**9, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)),
+    ts("map", "odom", 11 * 10**9, (1.0, 0.5, 0.0), (0.0, 0.0, 0.1, 1.0)),
+    ts("odom", "base_link", 10 * 10**9, (0.0, 2.0, 0.0), (0.0, 0.0, 0.3826834, 0.9238795)),
+    ts("odom", "base_link", 11 * 10**9, (0.3, 2.0, 0.1), (0.05, 0.0, 0.5, 0.8660254)),
+]
+
+
+def both_buffers(tf2_ros):
+    """The adapter (fed through the stand-in's TransformListener) and TransformBuffer with the same data."""
+    node = FakeNode()
+    adapter = tf_listener.Tf2RosBuffer(node, cache_time=10.0)
+    internal = TransformBuffer(cache_time=10.0)
+    from tf2_msgs.msg import TFMessage
+    node.deliver("/tf_static", TFMessage(transforms=STATIC))
+    node.deliver("/tf", TFMessage(transforms=DYNAMIC))
+    for m, static in [(m, True) for m in STATIC] + [(m, False) for m in DYNAMIC]:
+        t, q = m.transform.translation, m.transform.rotation
+        internal.set_transform(m.header.frame_id, m.child_frame_id, m.header.stamp.sec + m.header.stamp.nanosec
+                               * 1e-9, (t.x, t.y, t.z), (q.x, q.y, q.z, q.w), static=static)
+    return node, adapter, internal
+
+
+@pytest.mark.parametrize("target,source", [("map", "camera_optical"), ("camera_optical", "map"),
+                                           ("odom", "camera_optical"), ("/map", "base_link"), ("map", "map")])
+@pytest.mark.parametrize("stamp", [10.0, 11.0, 0.0])
+def test_tf2_adapter_matrices_equal_transform_buffer(tf2_ros, target, source, stamp):
+    _, adapter, internal = both_buffers(tf2_ros)
+    got = adapter.lookup(target, source, stamp)
+    assert got.dtype == np.float64 and got.shape == (4, 4)
+    np.testing.assert_allclose(got, internal.lookup(target, source, stamp), atol=1e-9)
+    assert adapter.can_transform(target, source, stamp)
+
+
+def test_tf2_adapter_latest_common_time_and_clear_keep_static(tf2_ros):
+    _, adapter, internal = both_buffers(tf2_ros)
+    assert adapter.latest_common_time("map", "camera_optical") == internal.latest_common_time("map", "camera_optical")
+    adapter.clear()
+    np.testing.assert_allclose(adapter.lookup("base_link", "camera_optical", 12.0),
+                               internal.lookup("base_link", "camera_optical", 12.0))
+    with pytest.raises(ConnectivityError):  # dynamic history gone (tf2 LookupException: no data)
+        adapter.latest_common_time("map", "camera_optical")
+
+
+@pytest.mark.parametrize("case,error,future", [
+    (("map", "nowhere", 10.0), ConnectivityError, None),  # tf2 LookupException
+    (("map", "island", 10.0), ConnectivityError, None),  # ConnectivityException: two trees
+    (("map", "camera_optical", 12.0), ExtrapolationError, True),  # "into the future"
+    (("map", "camera_optical", 9.0), ExtrapolationError, False),  # "into the past"
+    (("map", "lonely", 13.0), ExtrapolationError, True),  # one sample: "at time X, but only time Y"
+    (("map", "lonely", 11.0), ExtrapolationError, False),
+    (("", "camera_optical", 10.0), ConnectivityError, None),  # empty frame id, as TransformBuffer says
+])
+def test_tf2_exceptions_map_like_transform_buffer(tf2_ros, case, error, future):
+    node, adapter, internal = both_buffers(tf2_ros)
+    from tf2_msgs.msg import TFMessage
+    extra = [ts("sea", "island", 10 * 10**9, (0, 0, 0), (0, 0, 0, 1)),
+             ts("map", "lonely", 12 * 10**9, (0, 0, 1), (0, 0, 0, 1))]
+    node.deliver("/tf", TFMessage(transforms=extra))
+    for m in extra:
+        t, q = m.transform.translation, m.transform.rotation
+        internal.set_transform(m.header.frame_id, m.child_frame_id, m.header.stamp.sec, (t.x, t.y, t.z),
+                               (q.x, q.y, q.z, q.w))
+    for buffer in (adapter, internal):
+        with pytest.raises(error) as info:
+            buffer.lookup(*case)
+        if future is not None:
+            assert info.value.future is future, (buffer, str(info.value))
+        assert not adapter.can_transform(*case)
+
+
+def test_tf2_invalid_argument_and_unworded_extrapolation(tf2_ros, monkeypatch):
+    _, adapter, _ = both_buffers(tf2_ros)
+
+    def raise_(exc):
+        def f(*args, **kwargs):
+            raise exc
+        return f
+
+    monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(tf2_ros.InvalidArgumentException("bad")))
+    with pytest.raises(TransformError) as info:
+        adapter.lookup("map", "camera_optical", 10.0)
+    assert not isinstance(info.value, (ConnectivityError, ExtrapolationError))  # waiting cannot help
+    # an extrapolation text without direction: decided from get_latest_common_time (11 s)
+    monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(tf2_ros.ExtrapolationException("?")))
+    for stamp, future in ((11.5, True), (10.5, False)):
+        with pytest.raises(ExtrapolationError) as info:
+            adapter.lookup("map", "camera_optical", stamp)
+        assert info.value.future is future
+    monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(KeyError("a bug")))
+    with pytest.raises(KeyError):  # not a tf2 error: not disguised as a transform failure
+        adapter.lookup("map", "camera_optical", 10.0)
+
+
+def test_signal_listener_retries_and_clears_tf2_on_a_jump_back(tf2_ros):
+    """With tf2_ros our TfListener only signals: every /tf message retries, stamps jumping back clear."""
+    node, adapter, _ = both_buffers(tf2_ros)
+    updates, jumps = [], []
+    listener = tf_listener.TfListener(node, adapter, on_update=lambda: updates.append(1),
+                                      jump_threshold=1.0, on_jump=jumps.append, store=False)
+    from tf2_msgs.msg import TFMessage
+    node.deliver("/tf", TFMessage(transforms=[ts("map", "odom", 12 * 10**9, (1, 1, 0), (0, 0, 0, 1))]))
+    assert updates and listener.received == 1 and adapter.core.cleared == 0
+    # bag loop: stamps back at 1 s; the first message reaches tf2 before the clear and is ignored as old
+    loop = [ts("map", "odom", 1 * 10**9, (5, 0, 0), (0, 0, 0, 1)),
+            ts("odom", "base_link", 1 * 10**9, (0, 0, 0), (0, 0, 0, 1))]
+    node.deliver("/tf", TFMessage(transforms=loop))
+    assert jumps and jumps[0] == pytest.approx(11.0) and adapter.core.cleared == 1
+    node.deliver("/tf", TFMessage(transforms=loop))  # the next one is stored
+    np.testing.assert_allclose(adapter.lookup("map", "base_link", 1.0)[:3, 3], [5, 0, 0])
+
+
+def test_tf_backend_selection_by_parameter_and_importability(tf2_ros, monkeypatch):
+    assert SPECS["tf_backend"].default == "auto"
+    assert tf_listener.select_tf_backend("auto") == "tf2_ros"
+    assert tf_listener.select_tf_backend("tf2_ros") == "tf2_ros"
+    assert tf_listener.select_tf_backend("internal") == "internal"
+    assert isinstance(tf_listener.make_tf_buffer(FakeNode(), "tf2_ros", 5.0), tf_listener.Tf2RosBuffer)
+    assert isinstance(tf_listener.make_tf_buffer(FakeNode(), "internal", 5.0), TransformBuffer)
+    monkeypatch.setitem(sys.modules, "tf2_ros", None)  # import now raises ImportError
+    assert tf_listener.select_tf_backend("auto") == "internal"
+    with pytest.raises(RuntimeError, match="tf2_ros is not importable"):
+        tf_listener.select_tf_backend("tf2_ros")
+    with pytest.raises(ValueError):
+        tf_listener.select_tf_backend("tf3")
+
+
+# -- synchronisation -------------------------------------------------------------------------------------
+
+def img(stamp_ns: int, frame: str = "cam") -> Image:
+    return Image(header=Header(stamp=TimeMsg(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame))
+
+
+TOPICS = [(Image, "a"), (Image, "b"), (Image, "c")]
+
+
+def run_backend(backend: str, arrivals, slop=0.020, queue=10, n=3, admit=None):
+    """Deliver (input index, stamp ns) arrivals; returns the emitted sets as stamp tuples, and the sync."""
+    node, out = FakeNode(), []
+
+    def default_admit(i, msg):
+        return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+    _, sync = sync_mod.subscribe_synchronized(
+        node, TOPICS[:n], None, queue, slop, lambda *m: out.append(tuple(x.header.stamp.nanosec for x in m)),
+        admit or default_admit, backend=backend)
+    for i, stamp in arrivals:
+        node.deliver(TOPICS[i][1], img(stamp))
+    return out, sync
+
+
+ISSUE_CASES = [  # test/core/test_approx_sync.py; stamps below 1 s, so nanosec is the whole stamp
+    ([(0, 0), (2, 14_050_000), (2, 20_490_000), (1, 19_160_000)], [(0, 19_160_000, 14_050_000)]),
+    ([(2, 0), (0, 11_190_000), (2, 18_040_000), (1, 2_830_000)], [(11_190_000, 2_830_000, 0)]),
+]
+
+
+@pytest.mark.parametrize("arrivals,expected", ISSUE_CASES)
+def test_message_filters_path_emits_the_issue_sets(message_filters, arrivals, expected):
+    got, sync = run_backend("message_filters", arrivals)
+    assert isinstance(sync, sync_mod.MessageFiltersSync)
+    assert got == expected == run_backend("internal", arrivals)[0]
+
+
+def test_message_filters_path_matches_internal_on_random_streams(message_filters):
+    rng = random.Random(7)
+    for _ in range(40):
+        n, queue, slop = rng.choice([2, 3]), rng.choice([1, 3, 10]), rng.choice([5, 20]) * MS
+        arrivals = [(rng.randrange(n), rng.randrange(0, 200) * MS // 2) for _ in range(rng.randrange(5, 40))]
+        mf, _ = run_backend("message_filters", arrivals, slop / 1e9, queue, n)
+        own, _ = run_backend("internal", arrivals, slop / 1e9, queue, n)
+        assert mf == own
+
+
+def test_admit_refuses_before_message_filters_sees_the_message(message_filters):
+    refused = []
+
+    def admit(i, msg):
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if stamp == 0:
+            refused.append(i)
+            return None
+        return stamp
+
+    got, sync = run_backend("message_filters", [(0, 0), (1, 0), (0, 5 * MS)], admit=admit, n=2)
+    assert refused == [0, 1] and got == [] and sync.queued() == [1, 0]
+    assert sync.dropped == sync.replaced == sync_mod.NOT_AVAILABLE
+
+
+def test_message_filters_reset_clears_queues_like_internal(message_filters):
+    arrivals = [(0, 900 * MS), (1, 500 * MS), (0, 100 * MS), (1, 950 * MS + 30 * MS)]
+    _, mf = run_backend("message_filters", arrivals, n=2)
+    _, own = run_backend("internal", arrivals, n=2)
+    assert mf.queued() == own.queued() == [2, 2]
+    assert mf.reset(newer_than_ns=600 * MS) == own.reset(newer_than_ns=600 * MS) == 2  # the old run's
+    assert mf.queued() == own.queued() == [1, 1]
+    assert mf.reset() == 2 and mf.queued() == [0, 0]
+
+
+def test_sync_backend_selection_by_parameter_and_importability(message_filters, monkeypatch):
+    assert SPECS["sync_backend"].default == "auto"
+    assert sync_mod.select_sync_backend("auto") == "message_filters"
+    assert sync_mod.select_sync_backend("internal") == "internal"
+    monkeypatch.setitem(sys.modules, "message_filters", None)
+    assert sync_mod.select_sync_backend("auto") == "internal"
+    with pytest.raises(RuntimeError, match="message_filters is not importable"):
+        sync_mod.select_sync_backend("message_filters")
