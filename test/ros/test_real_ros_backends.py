@@ -286,3 +286,35 @@ def test_sync_backend_selection_by_parameter_and_importability(message_filters, 
     assert sync_mod.select_sync_backend("auto") == "internal"
     with pytest.raises(RuntimeError, match="message_filters is not importable"):
         sync_mod.select_sync_backend("message_filters")
+
+
+# -- the real node with both stand-ins on its PYTHONPATH (tf_backend / sync_backend auto), over DDS --------
+
+def test_node_with_tf2_ros_and_message_filters_waits_for_late_tf_and_maps_the_geometry(
+        client, start_node, monkeypatch):
+    """pose_source tf through tf2_ros + message_filters: the TF arriving after the image is waited for."""
+    import os
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from harness import TopicCapture
+    from sensor_msgs.msg import PointCloud2
+    from test_robot_inputs import NODE, T0, Robot, assert_map_is_the_wall, diagnostics, fresh_cloud
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STANDINS), os.environ.get("PYTHONPATH")])))
+    node = start_node(pose_source="tf", map_frame="odom", time_jump_threshold=100.0, **NODE)
+    robot = Robot(client)
+    robot.wait_for(robot.rgb, robot.depth, robot.info, robot.tf, robot.tf_static)
+    robot.static()
+    labels = TopicCapture(client, Image, "/radseg/labels")
+    clouds = TopicCapture(client, PointCloud2, "/radseg/semantic_cloud")
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    robot.odom_tf(T0, T0 + 1.0)
+    t = T0 + 1.2  # a 50 Hz sample stamp (the stand-in does not interpolate), beyond the newest TF so far
+    robot.camera(t)
+    client.spin_for(0.3)
+    robot.odom_tf(T0 + 1.02, T0 + 1.4)
+    assert_map_is_the_wall(fresh_cloud(client, node, clouds, labels, 0), t)
+    d = diagnostics(diag, client, integrated=1)
+    assert d["tf_backend"] == "tf2_ros" and d["sync_backend"] == "message_filters"
+    assert int(d["waiting_for_tf"]) >= 1 and d["rejected"] == "0"
+    assert d["dropped_sync_queue"] == sync_mod.NOT_AVAILABLE
