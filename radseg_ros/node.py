@@ -120,6 +120,7 @@ class RadsegNode(Node):
             self, topics, sensor_qos, self.p.sync_queue_size, self.p.sync_slop, self._on_synced, self._admit,
             backend=self.sync_backend,
         )
+        self.get_logger().info(f"TF backend: {self.tf_backend}, synchroniser: {self.sync_backend}")
         # waiting frames expire on the steady clock: a paused or jumping /clock must not hold them forever
         self.create_timer(0.05, self._expire_waiting, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
