@@ -104,7 +104,7 @@ def both_buffers(tf2_ros):
 
 @pytest.mark.parametrize("target,source", [("map", "camera_optical"), ("camera_optical", "map"),
                                            ("odom", "camera_optical"), ("/map", "base_link"), ("map", "map")])
-@pytest.mark.parametrize("stamp", [10.0, 11.0, 0.0])
+@pytest.mark.parametrize("stamp", [10.0, 10.37, 11.0, 0.0])
 def test_tf2_adapter_matrices_equal_transform_buffer(tf2_ros, target, source, stamp):
     _, adapter, internal = both_buffers(tf2_ros)
     got = adapter.lookup(target, source, stamp)
@@ -290,26 +290,37 @@ def test_sync_backend_selection_by_parameter_and_importability(message_filters, 
 
 # -- the real node with both stand-ins on its PYTHONPATH (tf_backend / sync_backend auto), over DDS --------
 
-def test_node_with_tf2_ros_and_message_filters_waits_for_late_tf_and_maps_the_geometry(
-        client, start_node, monkeypatch):
-    """pose_source tf through tf2_ros + message_filters: the TF arriving after the image is waited for."""
+@pytest.fixture
+def standin_node(client, start_node, monkeypatch):
+    """Start the node with the stand-ins importable (PYTHONPATH); returns (node, robot, captures)."""
     import os
 
     from diagnostic_msgs.msg import DiagnosticArray
     from harness import TopicCapture
     from sensor_msgs.msg import PointCloud2
-    from test_robot_inputs import NODE, T0, Robot, assert_map_is_the_wall, diagnostics, fresh_cloud
+    from test_robot_inputs import NODE, Robot
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STANDINS), os.environ.get("PYTHONPATH")])))
-    node = start_node(pose_source="tf", map_frame="odom", time_jump_threshold=100.0, **NODE)
-    robot = Robot(client)
-    robot.wait_for(robot.rgb, robot.depth, robot.info, robot.tf, robot.tf_static)
-    robot.static()
-    labels = TopicCapture(client, Image, "/radseg/labels")
-    clouds = TopicCapture(client, PointCloud2, "/radseg/semantic_cloud")
-    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+
+    def start(**params):
+        node = start_node(pose_source="tf", map_frame="odom", **(NODE | params))
+        robot = Robot(client)
+        robot.wait_for(robot.rgb, robot.depth, robot.info, robot.tf, robot.tf_static)
+        robot.static()
+        captures = (TopicCapture(client, Image, "/radseg/labels"), TopicCapture(client, PointCloud2,
+                    "/radseg/semantic_cloud"), TopicCapture(client, DiagnosticArray, "/diagnostics"))
+        return node, robot, captures
+
+    return start
+
+
+def test_node_with_tf2_ros_and_message_filters_waits_for_late_tf_and_maps_the_geometry(client, standin_node):
+    """pose_source tf through tf2_ros + message_filters: the TF arriving after the image is waited for."""
+    from test_robot_inputs import T0, assert_map_is_the_wall, diagnostics, fresh_cloud
+
+    node, robot, (labels, clouds, diag) = standin_node(time_jump_threshold=100.0)
     robot.odom_tf(T0, T0 + 1.0)
-    t = T0 + 1.2  # a 50 Hz sample stamp (the stand-in does not interpolate), beyond the newest TF so far
+    t = T0 + 1.237  # between two 50 Hz samples, and beyond the newest one: TF arrives after the image
     robot.camera(t)
     client.spin_for(0.3)
     robot.odom_tf(T0 + 1.02, T0 + 1.4)
@@ -318,3 +329,20 @@ def test_node_with_tf2_ros_and_message_filters_waits_for_late_tf_and_maps_the_ge
     assert d["tf_backend"] == "tf2_ros" and d["sync_backend"] == "message_filters"
     assert int(d["waiting_for_tf"]) >= 1 and d["rejected"] == "0"
     assert d["dropped_sync_queue"] == sync_mod.NOT_AVAILABLE
+
+
+def test_node_with_tf2_ros_and_message_filters_keeps_mapping_through_a_bag_loop(client, standin_node):
+    """test_robot_inputs' bag loop with the real-library paths: tf2's buffer and the synchroniser's
+    queues are cleared on the jump back, mapping continues at once."""
+    from test_robot_inputs import T0, diagnostics
+
+    node, robot, (labels, _, diag) = standin_node()
+    for _ in range(2):
+        robot.odom_tf(T0, T0 + 3.0)
+        for t in (T0 + 0.2, T0 + 2.8):  # a 3 s bag: stamps go back 2.6 s when it restarts
+            n = len(labels.messages)
+            robot.camera(t)
+            labels.wait(n + 1)
+    d = diagnostics(diag, client, integrated=4, time_jumps_back=1, tf_time_jumps_back=1)
+    assert d["tf_backend"] == "tf2_ros" and d["sync_backend"] == "message_filters" and d["rejected"] == "0"
+    assert "time jumped back" in node.log() and "TF time jumped back" in node.log()

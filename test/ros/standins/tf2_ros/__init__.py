@@ -6,13 +6,15 @@ source_frame, time)`` -> ``TransformStamped``, ``get_latest_common_time(target, 
 ``Time``, ``clear()``; ``TransformListener(buffer, node, *, spin_thread, qos, static_qos, tf_topic,
 tf_static_topic)``; the exception classes of ``tf2_py`` with ``buffer_core.cpp`` / ``time_cache.cpp`` texts.
 
-Minimal semantics: a dynamic link answers only at one of its sample stamps (no interpolation: a stamp
-between samples is an AssertionError, so no test can lean on it), static links at any time, time 0 =
+Minimal semantics: a dynamic link is interpolated between the samples bracketing the stamp (linear
+translation, slerp rotation, as tf2), static links hold at any time, time 0 =
 latest common time, data older than the newest minus cache_time is ignored (TF_OLD_DATA), ``clear``
 keeps static links. Composition uses plain quaternion algebra, independent of radseg_core.
 """
 
 from __future__ import annotations
+
+import math
 
 from geometry_msgs.msg import TransformStamped
 from rclpy.duration import Duration
@@ -70,6 +72,20 @@ def _inverse(a):
     qi = _qinv(a[1])
     t = _rot(qi, a[0])
     return ((-t[0], -t[1], -t[2]), qi)
+
+
+def _slerp(a, b, r):
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    if dot < 0:  # shorter arc
+        b, dot = tuple(-x for x in b), -dot
+    if dot > 0.9995:
+        q = tuple(x + r * (y - x) for x, y in zip(a, b, strict=True))
+    else:
+        theta = math.acos(dot)
+        wa, wb = math.sin((1 - r) * theta) / math.sin(theta), math.sin(r * theta) / math.sin(theta)
+        q = tuple(wa * x + wb * y for x, y in zip(a, b, strict=True))
+    n = math.sqrt(sum(x * x for x in q))
+    return tuple(x / n for x in q)
 
 
 IDENTITY = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
@@ -158,7 +174,10 @@ class Buffer:
             raise ExtrapolationException(f"Lookup would require extrapolation into the past.  Requested time "
                                          f"{t / 1e9:.6f} but the earliest data is at time "
                                          f"{min(samples) / 1e9:.6f}{where}")
-        raise AssertionError("stand-in tf2_ros does not interpolate: use a sample stamp")
+        before, after = max(x for x in samples if x < t), min(x for x in samples if x > t)
+        r = (t - before) / (after - before)  # tf2: linear translation, slerp rotation
+        (t0, q0), (t1, q1) = samples[before], samples[after]
+        return tuple(a + r * (b - a) for a, b in zip(t0, t1, strict=True)), _slerp(q0, q1, r)
 
     def lookup_transform_core(self, target_frame: str, source_frame: str, time: Time) -> TransformStamped:
         target, source = target_frame.lstrip("/"), source_frame.lstrip("/")
