@@ -92,15 +92,21 @@ class ApproximateTimeSync:
         while partners of the new run that arrived just before the jump was noticed stay.
         """
         with self._lock:
-            n = 0
-            for q in self._queues:
-                stale = [s for s in q if newer_than_ns is None or s > newer_than_ns]
-                for s in stale:
-                    del q[s]
-                n += len(stale)
-            return n
+            return discard_queued(self._queues, newer_than_ns)
 
     def queued(self) -> list[int]:
         """Messages waiting per input."""
         with self._lock:
             return [len(q) for q in self._queues]
+
+
+def discard_queued(queues: list[dict[int, Any]], newer_than_ns: int | None = None) -> int:
+    """Delete queued messages (all, or those stamped after ``newer_than_ns``) from stamp-keyed queues,
+    as both this synchroniser and message_filters' keep them; returns how many went. Caller holds the lock."""
+    n = 0
+    for q in queues:
+        stale = [s for s in q if newer_than_ns is None or s > newer_than_ns]
+        for s in stale:
+            del q[s]
+        n += len(stale)
+    return n

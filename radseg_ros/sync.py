@@ -18,7 +18,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from radseg_core.approx_sync import ApproximateTimeSync
+from radseg_core.approx_sync import ApproximateTimeSync, discard_queued
 
 __all__ = ["ApproximateTimeSync", "MessageFiltersSync", "message_filters_available", "select_sync_backend",
            "subscribe_synchronized"]
@@ -80,13 +80,7 @@ class MessageFiltersSync:
         """Empty the queues (all, or messages stamped after ``newer_than_ns``); returns how many went."""
         s = self.synchronizer
         with s.lock:
-            n = 0
-            for q in s.queues:
-                stale = [t for t in q if newer_than_ns is None or t > newer_than_ns]
-                for t in stale:
-                    del q[t]
-                n += len(stale)
-            return n
+            return discard_queued(s.queues, newer_than_ns)
 
     def queued(self) -> list[int]:
         with self.synchronizer.lock:
