@@ -91,6 +91,7 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "voxel_size": vmap.voxel_size,
+        "grid": vmap.grid,
         "mode": vmap.mode,
         "dim": vmap.dim,
         "dtype": dtype_name,
@@ -150,8 +151,13 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         ) from e
 
 
-def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> VoxelMap:
-    """Read a map written by :func:`save_map` into a new VoxelMap (the caller swaps it in on success)."""
+def load_map(
+    path: str | os.PathLike, device: str | torch.device = "cpu", residual_rows: int = 8192
+) -> VoxelMap:
+    """Read a map written by :func:`save_map` into a new VoxelMap (the caller swaps it in on success).
+
+    ``residual_rows`` is the running configuration's drift-compensation working set (not a file property).
+    """
     path = Path(path)
     z = _read(path)
     try:
@@ -178,10 +184,13 @@ def load_map(path: str | os.PathLike, device: str | torch.device = "cpu") -> Vox
             max_voxels=header["max_voxels"],
             max_hits=header["max_hits"],
             evict_fraction=float(header["evict_fraction"]),
+            residual_rows=residual_rows,
+            grid=header.get("grid", "floor"),  # files before the grid option were all floor-binned
         )
         frames = int(header["frames_integrated"])
         origin = header.get("origin_voxel", [0, 0, 0])
-        if not (isinstance(origin, list) and len(origin) == 3 and all(type(o) is int for o in origin)):
+        if not (isinstance(origin, list) and len(origin) == 3
+                and all(type(o) is int and abs(o) < 2**53 for o in origin)):
             raise ValueError(f"origin_voxel must be 3 integers, got {origin!r}")
         metadata = dict(header["metadata"])
     except (KeyError, TypeError, ValueError) as e:

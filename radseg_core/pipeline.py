@@ -63,6 +63,7 @@ class MapperConfig:
     max_hits: float | None = None
     free_space_decay: float = 0.5  # hits kept per frame that sees through a voxel: floor(h * (1 - decay))
     residual_rows: int = 8192  # fp16 drift compensation working set (rows x ((dim + 3) x 2 + 16) bytes)
+    voxel_grid: str = "floor"  # cell lattice: floor(p/s) or round(p/s) (RayFronts; the 3D evaluation)
     min_depth: float = 0.1
     max_depth: float = 5.0
     depth_scale: float = 0.001
@@ -144,7 +145,7 @@ class SemanticMapper:
         vmap = VoxelMap(
             voxel_size=c.voxel_size, mode=c.mode, dim=dim, dtype=_DTYPES[c.storage_dtype],
             device=self.device, max_voxels=c.max_voxels, max_hits=c.max_hits, residual_rows=c.residual_rows,
-            free_space_decay=c.free_space_decay,
+            free_space_decay=c.free_space_decay, grid=c.voxel_grid,
         )
         vmap.metadata.update(model=self.encoder.model_name, classes=list(c.classes), frame_id=c.frame_id)
         return vmap
@@ -322,7 +323,7 @@ class SemanticMapper:
         The file must match the running configuration: mode, voxel size, feature size, model and the
         map frame (``adopt_frame=True`` takes the file's frame_id instead of refusing it).
         """
-        loaded = load_map(path, device=self.device)
+        loaded = load_map(path, device=self.device, residual_rows=self.config.residual_rows)
         c = self.config
         expected_dim = self.encoder.feature_dim if loaded.mode == "features" else loaded.dim
         if loaded.mode != c.mode:

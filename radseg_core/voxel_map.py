@@ -65,6 +65,7 @@ from radseg_core.geometry import (
 from radseg_core.types import Frame
 
 MODES = ("features", "probabilities")
+GRIDS = ("floor", "round")
 _BITS = 21
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
@@ -115,7 +116,10 @@ class VoxelMap:
         evict_fraction: float = 0.05,
         residual_rows: int = 8192,
         free_space_decay: float = 0.0,
+        grid: str = "floor",
     ) -> None:
+        if grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
         if not (voxel_size > 0 and math.isfinite(voxel_size)):
             raise ValueError(f"voxel_size must be positive, got {voxel_size}")
         if mode not in MODES:
@@ -135,6 +139,10 @@ class VoxelMap:
         if not 0.0 <= evict_fraction < 1.0:
             raise ValueError(f"evict_fraction must be in [0, 1), got {evict_fraction}")
         self.voxel_size = float(voxel_size)
+        # Cell lattice: "floor" bins p into floor(p/s) (centres at (k + 1/2)s); "round" bins into
+        # round(p/s) (centres at ks), the lattice of RayFronts' maps that its 3D evaluation assumes.
+        self.grid = grid
+        self._grid_shift = 0.5 if grid == "round" else 0.0
         self.mode = mode
         self.dim = int(dim)
         self.dtype = dtype
@@ -241,7 +249,7 @@ class VoxelMap:
 
     def centers(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(N, 3) voxel centres in the map frame (metres); ask float64 far (> ~100 km) from the origin."""
-        return (self.voxel_indices().to(torch.float64) + 0.5).mul(self.voxel_size).to(dtype)
+        return (self.voxel_indices().to(torch.float64) + (0.5 - self._grid_shift)).mul(self.voxel_size).to(dtype)
 
     def colors(self) -> torch.Tensor:
         """(N, 3) uint8 mean colour."""
@@ -270,7 +278,7 @@ class VoxelMap:
     # ------------------------------------------------------------------ integration
     def _point_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys of (N, 3) points and a mask of those that are finite and inside the key range."""
-        ijk = torch.floor(points.to(torch.float64) / self.voxel_size)
+        ijk = torch.floor(points.to(torch.float64) / self.voxel_size + self._grid_shift)
         if self._size == 0 and not self.origin_voxel.any():
             finite = ijk[torch.isfinite(ijk).all(dim=1)]
             if finite.numel() and bool((finite[0].abs() >= _OFFSET // 2).any()):

@@ -252,6 +252,6 @@ def mapper_config_from_map(map_path: str | Path, model: str | None, args: argpar
         model=name, lang_model=getattr(args, "lang", "siglip2"), text_model_path=getattr(args, "text_model_path", None),
         device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"), mode=vmap.mode,
         classes=classes, voxel_size=vmap.voxel_size, storage_dtype=storage.get(dtype_name, "float16"),
-        frame_id=meta.get("frame_id") or "map",
+        frame_id=meta.get("frame_id") or "map", voxel_grid=vmap.grid,
     )
     return cfg, vmap

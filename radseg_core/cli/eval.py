@@ -167,6 +167,10 @@ def _main(args: argparse.Namespace) -> int:
     metrics_2d = None
     if args.map:
         cfg, vmap = common.mapper_config_from_map(args.map, args.model, args)
+        if vmap.grid != args.grid:  # centres of one lattice scored on the other are off by half a voxel
+            raise common.CLIError(
+                f"{args.map} was binned on the {vmap.grid} grid; evaluate it with --grid {vmap.grid} "
+                f"(or rebuild the map with the {args.grid} grid)")
         model_name = cfg.model
         report.update(map=str(args.map), mode=cfg.mode, frames=vmap.frames_integrated)
         if cfg.mode == "probabilities":  # no model needed: labels are in the map
@@ -186,7 +190,8 @@ def _main(args: argparse.Namespace) -> int:
         model_name = args.model or common.DEFAULT_MODEL
         cfg = MapperConfig(model=model_name, lang_model=args.lang, text_model_path=args.text_model_path,
                            device=args.device, dtype=args.dtype, mode=args.mode, classes=queried,
-                           voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth)
+                           voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
+                           voxel_grid=args.grid, free_space_decay=0.0)  # the protocol's lattice, no clearing
         mapper = common.build_mapper(cfg)
         cm2d = ConfusionMatrix(K, ignore_ids)
         has_2d = True

@@ -77,7 +77,8 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                             crop=preset.crop, stride=preset.window_stride,
                             prediction_threshold=preset.prediction_threshold,
                             prompt_denoising=preset.prompt_denoising, voxel_size=preset.voxel_size,
-                            max_depth=preset.max_depth)
+                            max_depth=preset.max_depth, voxel_grid=preset.grid,
+                            free_space_decay=0.0)  # RayFronts' maps bin on its grid and never clear
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,13 +52,14 @@ def gt_room():
     return room, pts, labels
 
 
-def _gt_map(path: Path, pts, labels, classes, permute: np.ndarray | None = None) -> Path:
+def _gt_map(path: Path, pts, labels, classes, permute: np.ndarray | None = None,
+            grid: str = "round") -> Path:
     """A probabilities map holding the ground truth itself (one voxel per gt point)."""
     lab = labels.astype(np.int64) - 1
     if permute is not None:
         lab = permute[lab]
     keep = lab >= 0
-    vmap = VoxelMap(voxel_size=0.01, mode="probabilities", dim=len(classes), dtype=torch.float32)
+    vmap = VoxelMap(voxel_size=0.01, mode="probabilities", dim=len(classes), dtype=torch.float32, grid=grid)
     onehot = np.eye(len(classes), dtype=np.float32)[lab[keep]]
     vmap.integrate_points(torch.from_numpy(pts[keep]).float(), torch.from_numpy(onehot))
     vmap.metadata.update(model="random-tiny", classes=list(classes))
@@ -220,3 +221,8 @@ def test_eval_ground_truth_map_scores_one_and_permuted_lower(gt_room, tmp_path, 
                           "--k", "1", "--no-voxelize-gt"]) == 0
     c = json.loads((tmp_path / "c" / "eval.json").read_text())
     assert c["miou_3d"]["miou"] == pytest.approx(1.0)
+    # A map binned on the other lattice is refused instead of scored half a voxel off.
+    floor_map = _gt_map(tmp_path / "floor.rsmap", pts, labels, room.classes, grid="floor")
+    assert eval_cli.main(["synthetic-room", "--max-frames", "2", "--stride", "12", "--map", str(floor_map),
+                          "-o", str(tmp_path / "d"), "--no-progress"]) == 2
+    assert "--grid floor" in capsys.readouterr().err

@@ -403,3 +403,27 @@ def test_key_runs_stay_consistent_through_inserts_and_removals():
         assert all(2 * b < a for a, b in zip(sizes, sizes[1:], strict=False)), sizes
         assert all(bool((k[1:] > k[:-1]).all()) for k, _ in vm._runs)
     assert len(vm._runs) <= math.ceil(math.log2(len(vm) + 1)) + 1
+
+
+@pytest.mark.parametrize("grid", ["floor", "round"])
+def test_map_lattice_matches_the_eval_grid_it_is_scored_on(grid):
+    """A perfect two-class map scored on its own lattice gets mIoU 1 (floor centres scored on the round
+    grid would alias: keys 0,1,2,3 -> 0,2,2,4, mIoU ~0.4)."""
+    from radseg_core.eval import miou_3d
+
+    s = 0.05
+    ijk = np.stack(np.meshgrid(*[np.arange(12)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pts = (ijk + (0.3 if grid == "floor" else 0.2)) * s  # floor(p/s) == ijk, resp. round(p/s) == ijk
+    labels = (ijk[:, 0] >= 6).astype(np.int64) + 1
+    vmap = VoxelMap(voxel_size=s, mode="probabilities", dim=2, dtype=torch.float32, grid=grid)
+    vmap.integrate_points(torch.tensor(pts), torch.eye(2)[torch.tensor(labels - 1)])
+    assert len(vmap) == len(ijk)
+    centers = vmap.centers().numpy()
+    expected = ijk * s + (0.5 * s if grid == "floor" else 0.0)
+    order = np.lexsort(centers.T[::-1])
+    np.testing.assert_allclose(centers[order], expected[np.lexsort(expected.T[::-1])], atol=1e-6)
+    pred = vmap.labels().numpy() + 1
+    m = miou_3d(pts, labels, centers, pred, 2, align="voxel", voxel_size=s, grid=grid)
+    assert m.miou == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="grid"):
+        VoxelMap(grid="nearest")
