@@ -11,6 +11,7 @@ import hashlib
 import os
 import string
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -153,7 +154,11 @@ def files_fingerprint(path: str | os.PathLike, sample: int = 4 << 20) -> str:
     """
     digest = hashlib.sha256()
     root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    # hidden files and folders (e.g. the .cache/huggingface bookkeeping of --local-dir downloads) change
+    # on every re-download without changing the model
+    files = (p for p in root.rglob("*") if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    for file in sorted(files):
         size = file.stat().st_size
         digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
         with open(file, "rb") as fh:
@@ -219,6 +224,9 @@ class HFTextTower:
         self.loads = 0  # how often the weights were read (tests, stats)
         self.fallback: str | None = None  # set when a low-precision dtype failed and float32 took over
         self._key: str | None = None
+        # The node encodes frames (labels) and answers queries on different threads: one lock around
+        # load / encode / unload, or keep_loaded=False could free the tower under another thread's call.
+        self._lock = threading.RLock()
 
     @property
     def key(self) -> str:
@@ -226,7 +234,7 @@ class HFTextTower:
         if self._key is None:
             self._key = (
                 f"hf:{self.name}:{files_fingerprint(self.path)}:d{self.dim}:"
-                f"len{self.max_length}:pad-max:{self.CANON}"
+                f"len{self.max_length}:pad-max:{self.CANON}:{str(self.dtype).removeprefix('torch.')}"
             )
         return self._key
 
@@ -259,6 +267,10 @@ class HFTextTower:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
+        with self._lock:
+            return self._encode_locked(texts)
+
+    def _encode_locked(self, texts: list[str]) -> torch.Tensor:
         if self.model is None:
             self.load()
         try:
@@ -285,7 +297,7 @@ class HFTextTower:
             self.dtype = torch.float32
             self.unload()
             self._key = None
-            return self.encode(texts)
+            return self._encode_locked(texts)
         return out
 
 

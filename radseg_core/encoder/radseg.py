@@ -286,11 +286,13 @@ class RADSegEncoder:
     def encode_text(self, labels: list[str]) -> torch.Tensor:
         """(Q, D) normalised, template-averaged, cached text embeddings (on the encoder's device)."""
         key = tuple(labels)
-        if key not in self._text_device:
+        vectors = self._text_device.get(key)  # one read: another thread may clear the dict meanwhile
+        if vectors is None:
+            vectors = self.text.encode(list(labels)).to(self.device)
             if len(self._text_device) > 32:
                 self._text_device.clear()
-            self._text_device[key] = self.text.encode(list(labels)).to(self.device)
-        return self._text_device[key]
+            self._text_device[key] = vectors
+        return vectors
 
     def class_probs(self, aligned: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """softmax over classes of 100 * cos: aligned (B, D, h, w) normalised, text (K, D) -> (B, K, h, w)."""

@@ -144,6 +144,40 @@ def test_text_tower_is_lazy_and_can_be_freed(tmp_path):
     assert kept.loads == 1 and kept.model is not None
 
 
+def test_freeable_tower_is_safe_across_threads(tmp_path):
+    """The node encodes labels on its worker while a query service encodes text: with keep_loaded=False
+    one call's unload must not free the tower under the other (it raised TypeError: 'NoneType')."""
+    import threading
+
+    path = _tiny_siglip_dir(tmp_path / "m")
+    tower = HFTextTower(path, keep_loaded=False)
+    errors: list[BaseException] = []
+
+    def hammer(word: str) -> None:
+        try:
+            for i in range(6):
+                assert tower.encode([f"{word} {i}"]).shape[0] == 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(w,)) for w in ("chair", "table", "door")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert tower.model is None and tower.loads == 18  # every call loaded and freed under the lock
+
+
+def test_cache_key_names_the_dtype_and_ignores_hidden_files(tmp_path):
+    path = _tiny_siglip_dir(tmp_path / "m")
+    k32, k16 = HFTextTower(path).key, HFTextTower(path, dtype=torch.float16).key
+    assert k32 != k16 and k32.endswith(":float32")  # fp16 vectors are never served to a float32 setup
+    (path / ".cache" / "huggingface").mkdir(parents=True)
+    (path / ".cache" / "huggingface" / "download.lock").write_text("re-downloaded")
+    assert HFTextTower(path).key == k32
+
+
 def test_cache_key_follows_the_weights_in_the_folder(tmp_path):
     """New weights copied into the same folder change the key: no stale vectors are served."""
     path = _tiny_siglip_dir(tmp_path / "m", seed=0)
