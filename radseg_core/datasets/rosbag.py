@@ -399,6 +399,9 @@ class RosbagDataset(FrameDataset):
             except TransformError as e:
                 skip(_reason(f"pose ({map_frame} <- {cam})", e), str(e))
                 continue
+            except ValueError as e:  # a zero/non-finite quaternion in one pose message: skip, not the bag
+                skip("invalid pose (non-finite values or a zero quaternion)", str(e))
+                continue
             reg = None
             if self.registered_depth:
                 try:

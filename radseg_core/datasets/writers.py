@@ -241,7 +241,8 @@ def _render_planes(T_map_cam: np.ndarray, K: np.ndarray, hw: tuple[int, int]) ->
 
 def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t0: float = 100.0,
                     compressed_copies: bool = True, omit: tuple[str, ...] = (),
-                    depth_frame_id: str = "camera_depth_optical_frame", tf_extra: tuple = ()) -> Path:
+                    depth_frame_id: str = "camera_depth_optical_frame", tf_extra: tuple = (),
+                    zero_quaternion_odom: tuple[int, ...] = ()) -> Path:
     """A RealSense + odometry + TF bag (mcap) of the scene above; image ``k`` is stamped ``t0 + k / rate``.
 
     Topics: colour (rgb8) and its ``/compressed`` JPEG copy, aligned depth (colour frame and size), the
@@ -316,6 +317,8 @@ def write_robot_bag(path: str | Path, *, n_images: int = 8, rate: float = 5.0, t
             t = t0 + 0.25 + 0.007 + k / 50.0  # odometry starts late: the first images have no pose
             T = robot_T_odom_base(t - t0)
             pose = Pose(position=Point(x=T[0, 3], y=T[1, 3], z=T[2, 3]), orientation=quat(T[:3, :3]))
+            if k in zero_quaternion_odom:  # an uninitialised odometry publisher's message
+                pose = Pose(position=pose.position, orientation=Quat(x=0.0, y=0.0, z=0.0, w=0.0))
             msgs.append((t, "odom", Odom(header=hdr(t, "odom"), child_frame_id="base_link",
                                          pose=PwC(pose=pose, covariance=np.zeros(36)),
                                          twist=TwC(twist=Twist(linear=Vec(x=0, y=0, z=0), angular=Vec(x=0, y=0, z=0)),

@@ -199,3 +199,17 @@ def test_invalid_tf_in_a_bag_is_ignored_counted_and_reported(tmp_path, capsys):
     assert map_cli.main([str(bag), "-o", str(tmp_path / "out"), "--pose-source", "tf", *OFFLINE]) == 0
     assert "ignored 3 invalid TF transform(s)" in capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["tf_transforms_rejected"] == 3
+
+
+def test_an_invalid_odometry_message_skips_its_frames_not_the_bag(tmp_path):
+    """One Odometry with a zero quaternion (an uninitialised publisher) costs the images it is needed for;
+    the rest of the bag still maps."""
+    good = RosbagDataset(write_robot_bag(tmp_path / "good", n_images=6, compressed_copies=False),
+                         pose_source="odometry", map_frame="map")
+    # odometry samples 17, 18 (t0 + 0.597, 0.617 s) bracket image 3 (t0 + 0.6 s at 5 Hz)
+    bad = RosbagDataset(write_robot_bag(tmp_path / "bad", n_images=6, compressed_copies=False,
+                                        zero_quaternion_odom=(17, 18)), pose_source="odometry", map_frame="map")
+    reason = "invalid pose (non-finite values or a zero quaternion)"
+    assert bad.skipped.get(reason, 0) >= 1 and len(bad) == len(good) - bad.skipped[reason]
+    for f in bad:
+        np.testing.assert_allclose(f.T_world_cam, truth(f.stamp), atol=2e-6)
