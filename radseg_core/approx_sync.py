@@ -39,8 +39,8 @@ class ApproximateTimeSync:
             raise ValueError("need at least two inputs to synchronise")
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
-        if not slop >= 0.0:
-            raise ValueError(f"slop must be a non-negative number of seconds, got {slop}")
+        if not slop > 0.0:  # the spread must be strictly below slop: 0 would silently never match
+            raise ValueError(f"slop must be a positive number of seconds, got {slop}")
         self._queues: list[dict[int, Any]] = [{} for _ in range(n)]
         self._queue_size = int(queue_size)
         self._slop_ns = int(slop * 1e9)  # as rclpy Duration(seconds=slop)

@@ -99,7 +99,8 @@ SPECS: dict[str, Spec] = {
     "input_reliability": Spec("best_effort", "QoS of the camera/pose subscriptions: best_effort (sensor data, "
                               "matches every publisher) or reliable (needs reliable publishers; no lost "
                               "fragments of large images)", choices=("best_effort", "reliable")),
-    "sync_slop": Spec(0.05, "approximate-time sync tolerance in seconds", 0.0, 10.0),
+    "sync_slop": Spec(0.05, "approximate-time sync tolerance in seconds (> 0: a set must spread strictly "
+                            "less than it, as in message_filters, so 0 would never match)", 0.001, 10.0),
     "sync_queue_size": Spec(10, "messages kept per input while matching", 1, 1000),
     "sync_backend": Spec("auto", "synchroniser: message_filters (ROS' ApproximateTimeSynchronizer), internal "
                          "(the project's re-implementation, counts drops) or auto (message_filters when "
