@@ -83,7 +83,8 @@ def test_reset_empties_queues_for_a_jump_back():
     assert sync.matched == 1
 
 
-@pytest.mark.parametrize("bad", [dict(n=1), dict(queue_size=0), dict(slop=-1.0), dict(slop=0.0), dict(slop=float("nan"))])
+@pytest.mark.parametrize("bad", [dict(n=1), dict(queue_size=0), dict(slop=-1.0), dict(slop=0.0),
+                                 dict(slop=float("nan"))])
 def test_bad_arguments_refused(bad):
     kw = dict(n=2, queue_size=5, slop=0.01) | bad
     with pytest.raises(ValueError):
