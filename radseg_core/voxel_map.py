@@ -179,6 +179,9 @@ class VoxelMap:
         # Changes whenever slots are removed or reordered; unique across maps, so a cache keyed on it
         # can never confuse two maps (even one allocated where a collected one lived).
         self.generation = next(_GENERATIONS)
+        # Changes only when the contents are replaced wholesale (reset, restore from a file). A generation
+        # change within one lineage means voxels were removed (clearing, eviction): survivors keep their data.
+        self.lineage = self.generation
         self._alloc(0)
 
     # ------------------------------------------------------------------ storage
@@ -624,6 +627,7 @@ class VoxelMap:
         self.frames_integrated = 0
         self.origin_voxel = torch.zeros(3, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
+        self.lineage = self.generation
 
     # ------------------------------------------------------------------ restore (used by map_io)
     def residuals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -660,6 +664,7 @@ class VoxelMap:
         self.frames_integrated = int(frames_integrated)
         self.origin_voxel = torch.tensor(origin_voxel, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
+        self.lineage = self.generation
         if residuals is not None and self.residual_rows:
             slots, res, res_col = (t[-self.residual_rows :].to(dev) for t in residuals)  # most recent kept
             rows = torch.arange(slots.numel(), device=dev)

@@ -166,7 +166,18 @@ def test_aligned_cache_incremental_equals_full_recompute():
     feats = cache.update(vm)
     assert sum(calls) <= 5 + (len(vm) - n0)  # only touched + new voxels re-aligned
     torch.testing.assert_close(feats, align_and_normalize(vm.values(), align))
-    vm.clear_region([0, 0, 0], [0.5, 0.5, 0.5])  # removal reorders slots -> full recompute
+    removed = vm.clear_region([0, 0, 0], [0.5, 0.5, 0.5])  # removal compacts slots
+    assert removed > 0
+    calls.clear()
+    torch.testing.assert_close(cache.update(vm), align_and_normalize(vm.values(), align))
+    assert sum(calls) == 0  # survivors found again by key: nothing re-aligned (the head is an MLP)
+    vm.integrate_points(torch.rand(5, 3) + 0.3, torch.randn(5, 6))  # update + removal in one refresh
+    vm.clear_region([0.9, 0.9, 0.9], [1.0, 1.0, 1.0])
+    calls.clear()
+    torch.testing.assert_close(cache.update(vm), align_and_normalize(vm.values(), align))
+    assert 0 < sum(calls) <= 5
+    vm.reset()
+    vm.integrate_points(torch.rand(50, 3), torch.randn(50, 6))  # same keys possible, new contents
     torch.testing.assert_close(cache.update(vm), align_and_normalize(vm.values(), align))
     other = VoxelMap(voxel_size=0.1, dim=6, dtype=torch.float16)  # a different map: no stale reuse
     other._restore(vm.keys(), torch.randn(len(vm), 6).half(), vm._colors[: len(vm)], vm.hits(), vm.last_seen(),
