@@ -588,16 +588,25 @@ class VoxelMap:
         self._remove(remove)
 
     def _remove(self, remove: torch.Tensor) -> int:
-        """Drop the slots flagged in ``remove`` (N,) and compact storage; returns how many went."""
+        """Drop the slots flagged in ``remove`` (N,) and compact storage; returns how many went.
+
+        Holes are filled with the last kept slots (slot order is not preserved), so a removal moves
+        O(removed) feature rows instead of O(map): free-space clearing removes a few voxels most frames.
+        """
         n_rm = int(remove.sum())
         if n_rm == 0:
             return 0
         keep = ~remove
         n = self._size
-        new_index = torch.cumsum(keep.long(), 0) - 1
+        m = n - n_rm
+        holes = torch.nonzero(remove[:m], as_tuple=True)[0]  # removed slots inside the kept range ...
+        movers = m + torch.nonzero(keep[m:n], as_tuple=True)[0]  # ... filled by the kept slots beyond it
         for name in _SLOT_ARRAYS:
             t = getattr(self, name)
-            t[: n - n_rm] = t[:n][keep]
+            t[holes] = t[movers]
+        new_index = torch.arange(n, device=remove.device)
+        new_index[movers] = holes
+        new_index[remove] = -1
         live = self._row_slot >= 0
         gone = live.clone()
         gone[live] = remove[self._row_slot[live]]

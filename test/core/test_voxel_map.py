@@ -427,3 +427,28 @@ def test_map_lattice_matches_the_eval_grid_it_is_scored_on(grid):
     assert m.miou == pytest.approx(1.0)
     with pytest.raises(ValueError, match="grid"):
         VoxelMap(grid="nearest")
+
+
+def test_removal_keeps_every_surviving_voxels_data_and_lookup():
+    """Removal fills holes with tail slots: each survivor keeps its mean, colour, hits and clock, and the
+    key index still finds it (a later update lands on the same voxel)."""
+    gen = torch.Generator().manual_seed(7)
+    vm = VoxelMap(voxel_size=1.0, dim=3, dtype=torch.float16, residual_rows=16)
+    for _ in range(5):
+        pts = torch.randint(0, 12, (400, 3), generator=gen).double() + 0.5
+        vm.integrate_points(pts, torch.rand(400, 3, generator=gen), torch.randint(0, 255, (400, 3), generator=gen))
+
+    def snapshot():
+        return {tuple(k): (v, c, h, s) for k, v, c, h, s in zip(
+            vm.voxel_indices().tolist(), vm.values().float().tolist(), vm.colors().tolist(), vm.hits().tolist(),
+            vm.last_seen().tolist(), strict=True)}
+
+    before = snapshot()
+    remove = torch.rand(len(vm), generator=gen) < 0.3
+    gone = {tuple(k) for k in vm.voxel_indices()[remove].tolist()}
+    assert vm._remove(remove) == len(gone)
+    assert snapshot() == {k: v for k, v in before.items() if k not in gone}
+    survivor = next(k for k in before if k not in gone)
+    n = len(vm)
+    vm.integrate_points(torch.tensor([survivor], dtype=torch.float64) + 0.5, torch.zeros(1, 3))
+    assert len(vm) == n and snapshot()[survivor][2] == before[survivor][2] + 1
