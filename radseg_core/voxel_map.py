@@ -3,7 +3,8 @@
 Each voxel keeps a hit count, a mean colour and the hit-weighted mean of what fell into it: raw
 RADIO features (``mode="features"``, aligned to language only at query time) or class probabilities
 (``mode="probabilities"``). Averages are exactly those of voxelizing every point of every frame at
-once; the map never revisits voxels a frame did not touch.
+once; integration never revisits voxels a frame did not touch (free-space clearing, when on, does:
+it projects every voxel into the frame, O(map) per frame; see ``free_space``).
 
 Layout, chosen so that integrating a frame costs what the frame costs, not what the map costs:
 
@@ -11,8 +12,9 @@ Layout, chosen so that integrating a frame costs what the frame costs, not what 
   to ``origin_voxel``; world points are formed in float64, so a map anchored 1,000 km away (UTM) is
   the same map as one at the origin, shifted. Points beyond the key range are counted
   (``out_of_range``) and warned about once, never dropped silently.
-* Per-voxel data lives in *slots*: append-only rows of preallocated tensors (growth +12.5 %, so
-  allocated rows stay <= 1.125 x used). A frame only reads and writes the rows of its own voxels.
+* Per-voxel data lives in *slots*: rows of preallocated tensors (growth +12.5 %, so allocated rows
+  stay <= 1.125 x used); new voxels are appended, removed ones replaced by the last slots. A frame
+  only reads and writes the rows of its own voxels.
 * Sorted key arrays + matching slot arrays ("runs", O(log n) of them, each less than half the one
   before) are the hash: lookup is one ``searchsorted`` per run. A frame's new keys form a new run;
   runs merge when the smaller reaches half the larger, so each key is copied O(log n) times over the
