@@ -213,6 +213,8 @@ def voxelize_labels(points: np.ndarray, labels: np.ndarray, voxel_size: float,
     """Unique voxel keys (V, 3) and the majority label per voxel; label 0 votes too, ties go to the
     lowest label (RayFronts: one-hot sum then argmax)."""
     labels = np.asarray(labels, dtype=np.int64).ravel()
+    if labels.size and labels.min() < 0:  # np.add.at would count -1 for the highest class
+        raise ValueError(f"labels must be >= 0 (0 = unlabelled), got {int(labels.min())}")
     keys = voxel_keys(np.asarray(points).reshape(-1, 3), voxel_size, grid)
     if len(keys) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
@@ -329,6 +331,8 @@ class LabelVoxelizer:
         T = np.asarray(T_world_cam, np.float64)
         xyz = pts.numpy().astype(np.float64) @ T[:3, :3].T + T[:3, 3]
         lab = np.asarray(labels, np.int64)[r.numpy(), c.numpy()]
+        if lab.size and lab.min() < 0:  # np.add.at in result() would count -1 for the highest class
+            raise ValueError(f"labels must be >= 0 (0 = unlabelled), got {int(lab.min())}")
         keys = voxel_keys(xyz, self.voxel_size, self.grid)
         rows, cnt = np.unique(np.column_stack([keys, lab]), axis=0, return_counts=True)
         self._keys.append(rows[:, :3])

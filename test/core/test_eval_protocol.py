@@ -143,3 +143,10 @@ def test_map_predictions_denoise_then_threshold():
     # upstream denoises per chunk of voxels: chunks {0, 1} and {2}. In the first, classes 2 (max 0.39) and
     # 3 (0.41) are dropped, so voxel 1 falls back to class 1 (0.2); in the second, classes 1 and 3 go.
     np.testing.assert_array_equal(compute_semseg_preds(p, 0.5, 0.1, chunk_size=2), [1, 1, 2])
+
+
+def test_negative_labels_are_refused_not_counted_for_the_last_class():
+    from radseg_core.eval import voxelize_labels
+
+    with pytest.raises(ValueError, match=">= 0"):
+        voxelize_labels(np.zeros((2, 3)), np.array([1, -1]), 0.05)
