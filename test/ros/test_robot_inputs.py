@@ -190,13 +190,9 @@ def robot(client):
     return Robot(client)
 
 
-def test_pose_source_tf_waits_for_late_tf_and_maps_the_geometry(client, start_node, robot):
-    node = start_node(pose_source="tf", map_frame="odom", time_jump_threshold=100.0, **NODE)
-    robot.wait_for(robot.rgb, robot.depth, robot.info, robot.tf, robot.tf_static)
-    robot.static()
-    labels = TopicCapture(client, Image, "/radseg/labels")
-    clouds = TopicCapture(client, PointCloud2, "/radseg/semantic_cloud")
-    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+def map_with_late_tf(client, node, robot, labels, clouds, diag) -> dict[str, str]:
+    """An image stamped beyond the newest TF, whose transform arrives 0.3 s later: the frame waits for it
+    and lands on the wall. Returns the diagnostics values after it was integrated."""
     robot.odom_tf(T0, T0 + 1.0)
     t = T0 + 1.237  # between two 50 Hz samples, and beyond the newest one: TF arrives after the image
     robot.camera(t)
@@ -205,6 +201,17 @@ def test_pose_source_tf_waits_for_late_tf_and_maps_the_geometry(client, start_no
     assert_map_is_the_wall(fresh_cloud(client, node, clouds, labels, 0), t)
     d = diagnostics(diag, client, integrated=1)
     assert int(d["waiting_for_tf"]) >= 1 and d["rejected"] == "0"
+    return d
+
+
+def test_pose_source_tf_waits_for_late_tf_and_maps_the_geometry(client, start_node, robot):
+    node = start_node(pose_source="tf", map_frame="odom", time_jump_threshold=100.0, **NODE)
+    robot.wait_for(robot.rgb, robot.depth, robot.info, robot.tf, robot.tf_static)
+    robot.static()
+    labels = TopicCapture(client, Image, "/radseg/labels")
+    clouds = TopicCapture(client, PointCloud2, "/radseg/semantic_cloud")
+    diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
+    d = map_with_late_tf(client, node, robot, labels, clouds, diag)
     status = diag.messages[-1].status[0]
     assert status.name == "/radseg: mapper" and status.level == DiagnosticStatus.OK
 
