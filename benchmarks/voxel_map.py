@@ -390,6 +390,38 @@ def bench_clearing_at(n: int) -> dict:
     return {"voxels": n, "ms": 1e3 * t, "free": k}
 
 
+def bench_removal(n: int, removed: int = 200, repeats: int = 5) -> dict:
+    """Removing ``removed`` random voxels of an n-voxel 768-d fp16 map (what free-space clearing does
+    most frames): ``VoxelMap._remove`` (holes refilled from the tail) vs the full compaction it replaced
+    (every slot array rewritten through a boolean mask), side by side on the same map."""
+    gen = torch.Generator().manual_seed(5)
+    keys = torch.randperm(4 * n, generator=gen)[:n].long()
+
+    def fresh() -> VoxelMap:
+        vm = VoxelMap(voxel_size=VOXEL, dim=D, dtype=torch.float16)
+        vm._restore(keys, torch.randn(n, D, generator=gen).half(), torch.zeros(n, 3).half(),
+                    torch.ones(n, dtype=torch.int32), torch.zeros(n, dtype=torch.int32), 1)
+        return vm
+
+    def full_compaction(vm: VoxelMap, remove: torch.Tensor) -> None:
+        keep, m = ~remove, n - int(remove.sum())
+        for name in ("_keys", "_values", "_colors", "_hits", "_last_seen", "_row_of"):
+            t = getattr(vm, name)
+            t[:m] = t[:n][keep]
+
+    times = {"tail_fill_ms": [], "full_compaction_ms": []}
+    for _ in range(repeats):
+        remove = torch.zeros(n, dtype=torch.bool)
+        remove[torch.randperm(n, generator=gen)[:removed]] = True
+        for name, fn in (("tail_fill_ms", VoxelMap._remove), ("full_compaction_ms", full_compaction)):
+            vm = fresh()
+            t, _ = cpu_timed(fn, vm, remove)
+            times[name].append(1e3 * t)
+    out = {"voxels": n, "removed": removed, **{k: float(np.median(v)) for k, v in times.items()}}
+    out["ratio"] = out["full_compaction_ms"] / out["tail_fill_ms"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=500)
@@ -403,6 +435,9 @@ def main() -> None:
     ap.add_argument("--drift-updates", type=int, nargs=2, default=[10_000, 500], help="static, after change")
     ap.add_argument("--index-sizes", type=int, nargs="+", default=[100_000, 2_000_000])
     ap.add_argument("--clearing-sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--removal-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--only-removal", action="store_true",
+                    help="run only the removal section (seconds instead of ~10 minutes)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 40 frames, small queries")
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON")
     a = ap.parse_args()
@@ -416,6 +451,15 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
     print(f"# voxel map benchmark — {machine}, torch {torch.__version__}")
     t0 = time.perf_counter()
+    print("\n## removing 200 voxels (free-space clearing), 768-d fp16, CPU ms: tail fill vs full compaction")
+    removal = [bench_removal(n) for n in a.removal_sizes]
+    for r in removal:
+        print(f"{r['voxels']:9d} {r['tail_fill_ms']:9.1f} {r['full_compaction_ms']:9.1f} {r['ratio']:7.1f}x")
+    if a.only_removal:
+        if a.out:
+            a.out.write_text(json.dumps({"machine": machine, "torch": torch.__version__, "removal": removal},
+                                        indent=1))
+        return
     print("\n## same averages (fp32) vs re-voxelize-everything baseline")
     same = check_same_averages(a.check_frames)
     print(json.dumps(same))
@@ -478,6 +522,7 @@ def main() -> None:
                     "integration": rows,
                     "per_frame": series,
                     "queries": queries,
+                    "removal": removal,
                     "drift": drift,
                     "index": index,
                     "clearing": clearing,
