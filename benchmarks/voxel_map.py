@@ -244,7 +244,7 @@ def bench_queries(sizes: list[int], align_sizes: set[int], text_dim: int = 1152,
         )
         cache = AlignedFeatures(align_lin)
         cache.update(vm)
-        vm._last_seen[:touched] = 2
+        vm._store.write_range("last_seen", 0, torch.full((touched,), 2, dtype=torch.int32))
         vm.frames_integrated = 2
         refresh, _ = cpu_timed(cache.update, vm)
     print(f"aligned-cache refresh, {touched} touched voxels (768 -> {text_dim}): {1e3 * refresh:.0f} ms")
@@ -349,7 +349,7 @@ def bench_drift(n_static: int, n_changed: int, dim: int = D, seed: int = 0) -> d
             n += len(x)
             if t in checkpoints:
                 out[t] = {"values": metrics(vm.values()[0].double().numpy(), s_x / n),
-                          "colors": metrics(vm._colors[0].double().numpy(), s_k / n)}
+                          "colors": metrics(vm.color_means()[0].double().numpy(), s_k / n)}
         results[name] = out
     return {"n_static": n_static, "n_changed": n_changed, "dim": dim, "options": results}
 

@@ -378,8 +378,7 @@ def voxel_class_probs(mapper) -> np.ndarray:
         return np.zeros((0, len(mapper.config.classes)), np.float32)
     if m.mode == "probabilities":
         return m.values().float().cpu().numpy()
-    from radseg_core.query import align_and_normalize
+    from radseg_core.query import map_cosines
 
-    feats = align_and_normalize(m.values(), mapper.encoder.align)
-    text = torch.nn.functional.normalize(mapper.encoder.encode_text(list(mapper.config.classes)).float(), dim=1)
-    return torch.softmax(100.0 * feats.float() @ text.to(feats.device).T, dim=1).cpu().numpy()
+    cos = map_cosines(m, mapper.encoder.encode_text(list(mapper.config.classes)).float(), mapper.encoder.align)
+    return torch.softmax(100.0 * cos.T, dim=1).cpu().numpy()

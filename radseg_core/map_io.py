@@ -109,8 +109,7 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
     arrays = {
         "header": np.frombuffer(header_bytes, dtype=np.uint8),
         "keys": _to_numpy(vmap.keys()),
-        "values": _to_numpy(vmap.values()),
-        "colors": _to_numpy(vmap._colors[: len(vmap)]),
+        "colors": _to_numpy(vmap.color_means()),
         "hits": _to_numpy(vmap.hits()),
         "last_seen": _to_numpy(vmap.last_seen()),
     }
@@ -120,8 +119,21 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
     )
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        # The same container np.savez writes (stored zip of .npy members); ``values`` is streamed chunk by
+        # chunk, so saving never holds a second copy of the map's features.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as fid:
+                    np.lib.format.write_array(fid, np.ascontiguousarray(arr), allow_pickle=False)
+            with zf.open("values.npy", "w", force_zip64=True) as fid:
+                blocks = vmap.value_blocks()
+                descr = _to_numpy(blocks[0][:0] if blocks else torch.empty(0, dtype=vmap.dtype)).dtype
+                np.lib.format.write_array_header_2_0(
+                    fid, {"descr": np.lib.format.dtype_to_descr(descr), "fortran_order": False,
+                          "shape": (len(vmap), vmap.dim)},
+                )
+                for block in blocks:
+                    fid.write(_to_numpy(block).tobytes())
 
     _atomic_write(path, write, ".npz")
     return path

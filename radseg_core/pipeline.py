@@ -21,7 +21,7 @@ from radseg_core.geometry import (
     validate_rigid_transform,
 )
 from radseg_core.map_io import MapFileError, load_map, save_map
-from radseg_core.query import AlignedFeatures, align_and_normalize, query_map
+from radseg_core.query import AlignedFeatures, ClassLabels, map_cosines, query_map
 from radseg_core.registration import register_depth
 from radseg_core.types import Candidate, Frame, QueryResult
 from radseg_core.voxel_map import VoxelMap
@@ -70,7 +70,7 @@ class MapperConfig:
     point_stride: int = 1
     pose_is_optical: bool = True
     query_threshold: float = 0.5
-    cache_aligned: bool = True  # keep language-aligned voxel features (+2.3 KB/voxel fp16 for SigLIP2-g)
+    cache_aligned: bool = False  # opt-in aligned copy for fast queries (+2,312 B/voxel with SigLIP2's 1152-d)
     frame_id: str = "map"
 
 
@@ -137,6 +137,7 @@ class SemanticMapper:
         # since its last use, at the price of a second copy of the features; without it each use
         # re-aligns the whole map in chunks (slower, no extra memory).
         self._aligned = AlignedFeatures(encoder.align) if config.cache_aligned else None
+        self._labels = ClassLabels(encoder.align)  # cloud labels, 12 B/voxel, refreshed where the map changed
 
     # ----------------------------------------------------------------- configuration
     def _new_map(self) -> VoxelMap:
@@ -308,7 +309,21 @@ class SemanticMapper:
         return len(self.map)
 
     def nbytes(self) -> int:
-        return self.map.nbytes()
+        """Bytes of the map and of the per-voxel caches next to it."""
+        return sum(self.memory_stats()[k] for k in ("map_bytes", "query_cache_bytes", "label_cache_bytes"))
+
+    def memory_stats(self) -> dict[str, float]:
+        """Map storage (chunks, index, working set) and the caches, in bytes; what diagnostics report."""
+        st = self.map.memory_stats()
+        out = {
+            "map_bytes": st["bytes_allocated"],
+            "map_allocated_over_used": round(st["allocated_over_used"], 4),
+            "query_cache_bytes": self._aligned.nbytes() if self._aligned is not None else 0,
+            "label_cache_bytes": self._labels.nbytes(),
+        }
+        total = out["map_bytes"] + out["query_cache_bytes"] + out["label_cache_bytes"]
+        out["bytes_per_voxel"] = round(total / len(self.map), 1) if len(self.map) else 0.0
+        return out
 
     def reset(self) -> None:
         self.map.reset()
@@ -366,8 +381,8 @@ class SemanticMapper:
             out.update(label=np.zeros(0, np.uint32), score=np.zeros(0, np.float32), hits=np.zeros(0, np.float32))
             return out
         if m.mode == "probabilities":
-            probs = m.values().float()
-            score, best = probs.max(dim=1)
+            best = m.labels()
+            score = torch.cat([b.float().amax(dim=1) for b in m.value_blocks()])
             label = torch.where(score > 0, best + 1, torch.zeros_like(best))
         else:
             label, score = self._feature_labels()
@@ -378,11 +393,12 @@ class SemanticMapper:
 
     def _feature_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Class of each voxel among the configured classes (softmax(100·cos), as in 2D)."""
-        if self._aligned is not None:
-            feats = self._aligned.update(self.map).float()
-        else:
-            feats = align_and_normalize(self.map.values(), self.encoder.align)
-        text = self.encoder.encode_text(list(self.config.classes)).float().to(feats.device)
-        probs = torch.softmax(100.0 * feats @ torch.nn.functional.normalize(text, dim=1).T, dim=1)
-        score, best = probs.max(dim=1)
+        text = self.encoder.encode_text(list(self.config.classes)).float()
+        if self._aligned is not None:  # one product with the aligned copy
+            cos = map_cosines(self.map, text, self.encoder.align, self._aligned)
+            score, best = torch.softmax(100.0 * cos, dim=0).max(dim=0)
+            return best + 1, score
+        self._labels.set_text(text)
+        rows = self._labels.update(self.map)
+        best, score = rows[:, 0].long(), rows[:, 1].float()
         return best + 1, score

@@ -30,20 +30,56 @@ _OFFSETS = torch.tensor(
 
 
 def align_and_normalize(
-    features: torch.Tensor,
+    features: torch.Tensor | Sequence[torch.Tensor],
     align: AlignFn | None = None,
     chunk: int = _CHUNK,
     out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(N, D) map features → (N, D') unit vectors in text space, in chunks to bound temporary memory."""
+    """(N, D) map features (or blocks of them) → (N, D') unit vectors in text space, chunk by chunk."""
+    blocks = [features] if isinstance(features, torch.Tensor) else list(features)
     out = []
     with torch.no_grad():
-        for part in features.split(chunk):
-            x = part.float()
-            if align is not None:
-                x = align(x).float()
-            out.append(F.normalize(x, dim=1).to(out_dtype))
+        for block in blocks:
+            for part in block.split(chunk):
+                x = part.float()
+                if align is not None:
+                    x = align(x).float()
+                out.append(F.normalize(x, dim=1).to(out_dtype))
+    if not out:
+        return torch.empty(0, 0, dtype=out_dtype)
     return torch.cat(out)
+
+
+def map_cosines(
+    vmap: VoxelMap,
+    text: torch.Tensor,
+    align: AlignFn | None = None,
+    cache: AlignedFeatures | None = None,
+    chunk: int = _CHUNK,
+) -> torch.Tensor:
+    """(Q, N) cosine of every voxel's language-aligned feature with each row of ``text`` (Q, D').
+
+    From the aligned cache when there is one; otherwise the map is aligned chunk by chunk and only the
+    (Q, N) scores are kept, so a query never holds an aligned copy of the map (2·D' bytes per voxel).
+    """
+    if cache is not None:
+        feats = cache.update(vmap)
+        if feats.shape[0]:
+            _check_text_dim(feats.shape[1], text.shape[1])
+        return cosine_scores(feats, text)
+    t = F.normalize(text.float(), dim=1).to(vmap.device)
+    parts = []
+    for block in vmap.value_blocks():
+        for part in block.split(chunk):
+            feats = align_and_normalize(part, align, chunk)
+            _check_text_dim(feats.shape[1], t.shape[1])
+            parts.append(cosine_scores(feats, t))
+    return torch.cat(parts, dim=1) if parts else t.new_zeros(t.shape[0], 0)
+
+
+def _check_text_dim(map_dim: int, text_dim: int) -> None:
+    if map_dim != text_dim:
+        raise ValueError(f"text dim {text_dim} != aligned map dim {map_dim}; pass the right align callable")
 
 
 def cosine_scores(features_n: torch.Tensor, text: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
@@ -157,54 +193,70 @@ def group_candidates(
     ]
 
 
-class AlignedFeatures:
-    """Aligned, unit-normalised copy of a features-mode map, refreshed only where the map changed.
+class VoxelCache:
+    """Per-voxel results of a function of the voxel features, refreshed only where the map changed.
 
     Voxels carry the frame clock of their last update (``VoxelMap.last_seen``); rows newer than the
-    previous refresh are re-aligned, new voxels appended. When voxels were removed (free-space clearing,
+    previous refresh are recomputed, new voxels appended. When voxels were removed (free-space clearing,
     eviction: ``generation`` changes, ``lineage`` does not) the surviving rows are found again by voxel
-    key, so a removal costs a sort of the keys, not a re-alignment of the map (the language head is an
+    key, so a removal costs a sort of the keys, not a recomputation over the map (the language head is an
     MLP: ~2.6 s per 100k voxels on a 2-core CPU). Reset and load (a new ``lineage``) recompute everything.
-    Costs N · (D' · 2 + 8) bytes (fp16 copy + keys) next to the map.
+    Costs N · (row bytes + 8) bytes (results + keys) next to the map.
     """
 
-    def __init__(self, align: AlignFn | None = None, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, align: AlignFn | None = None, chunk: int = _CHUNK) -> None:
         self.align = align
-        self.dtype = dtype
+        self.chunk = chunk
         self._feats: torch.Tensor | None = None
         self._keys: torch.Tensor | None = None
         self._generation: int | None = None
         self._lineage: int | None = None
         self._clock = -1
-        self.realigned = 0  # voxels aligned by the last update (tests, diagnostics)
+        self.realigned = 0  # voxels recomputed by the last update (tests, diagnostics)
 
-    def _align(self, values: torch.Tensor) -> torch.Tensor:
-        self.realigned += values.shape[0]
-        return align_and_normalize(values, self.align, out_dtype=self.dtype)
+    def _compute(self, part: torch.Tensor) -> torch.Tensor:
+        """Rows of the cache for (n, D) stored features."""
+        raise NotImplementedError
+
+    def _align(self, values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        blocks = [values] if isinstance(values, torch.Tensor) else values
+        out = []
+        with torch.no_grad():
+            for block in blocks:
+                out += [self._compute(part) for part in block.split(self.chunk)]
+        self.realigned += sum(o.shape[0] for o in out)
+        return torch.cat(out) if out else torch.empty(0, 0)
+
+    def invalidate(self) -> None:
+        """Recompute everything on the next update (e.g. the function itself changed)."""
+        self._feats = None
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self._feats, self._keys) if t is not None)
 
     def update(self, vmap: VoxelMap) -> torch.Tensor:
-        """Bring the copy up to date with ``vmap`` and return it (N, D')."""
+        """Bring the cache up to date with ``vmap`` and return it (N, ...)."""
         self.realigned = 0
         keys = vmap.keys()
-        if self._feats is None or vmap.lineage != self._lineage:
-            self._feats = self._align(vmap.values())
+        if self._feats is None or vmap.lineage != self._lineage or self._feats.shape[0] == 0:
+            self._feats = self._align(vmap.value_blocks())
         elif vmap.generation != self._generation:
             self._feats = self._rematch(vmap, keys)
         else:
             n_old = self._feats.shape[0]
             if len(vmap) > n_old:
-                self._feats = torch.cat([self._feats, self._align(vmap.values()[n_old:])])
+                self._feats = torch.cat([self._feats, self._align(vmap.value_blocks(n_old))])
             stale = torch.nonzero(vmap.last_seen()[:n_old] > self._clock, as_tuple=True)[0]
             if stale.numel():
-                self._feats[stale] = self._align(vmap.values()[stale])
-        self._keys = keys.clone()
+                self._feats[stale] = self._align(vmap.gather_values(stale))
+        self._keys = keys
         self._generation, self._lineage = vmap.generation, vmap.lineage
         self._clock = vmap.frames_integrated
         return self._feats
 
     def _rematch(self, vmap: VoxelMap, keys: torch.Tensor) -> torch.Tensor:
-        """Rows of surviving voxels by key; new or updated voxels aligned."""
-        feats = torch.empty((keys.shape[0], self._feats.shape[1]), dtype=self._feats.dtype,
+        """Rows of surviving voxels by key; new or updated voxels recomputed."""
+        feats = torch.empty((keys.shape[0], *self._feats.shape[1:]), dtype=self._feats.dtype,
                             device=self._feats.device)
         todo = vmap.last_seen() > self._clock
         if self._keys is not None and self._keys.numel() and keys.numel():
@@ -217,8 +269,45 @@ class AlignedFeatures:
             todo[:] = True
         idx = torch.nonzero(todo, as_tuple=True)[0]
         if idx.numel():
-            feats[idx] = self._align(vmap.values()[idx])
+            feats[idx] = self._align(vmap.gather_values(idx))
         return feats
+
+
+class AlignedFeatures(VoxelCache):
+    """Aligned, unit-normalised copy of a features-mode map (opt-in: 2·D' + 8 bytes per voxel, i.e.
+    2,312 B for SigLIP2's 1152-d, more than the map itself); a query is then one matrix product."""
+
+    def __init__(self, align: AlignFn | None = None, dtype: torch.dtype = torch.float16) -> None:
+        super().__init__(align)
+        self.dtype = dtype
+
+    def _compute(self, part: torch.Tensor) -> torch.Tensor:
+        return align_and_normalize(part, self.align, self.chunk, out_dtype=self.dtype)
+
+
+class ClassLabels(VoxelCache):
+    """Best class and its softmax(100·cos) score per voxel, for cloud colouring: (N, 2) fp16 + keys =
+    12 bytes per voxel. Only voxels changed since the last use are re-aligned, so publishing the semantic
+    cloud does not pass the whole map through the language head every time."""
+
+    def __init__(self, align: AlignFn | None = None) -> None:
+        super().__init__(align)
+        self._text: torch.Tensor | None = None
+
+    def set_text(self, text: torch.Tensor) -> None:
+        """Class embeddings (K, D'); a change (new classes) recomputes every voxel on the next update."""
+        t = F.normalize(text.detach().float(), dim=1)
+        if self._text is None or self._text.shape != t.shape or not torch.equal(self._text, t):
+            self._text = t
+            self.invalidate()
+
+    def _compute(self, part: torch.Tensor) -> torch.Tensor:
+        if self._text is None:
+            raise RuntimeError("ClassLabels needs set_text() before update()")
+        feats = align_and_normalize(part, self.align, self.chunk)
+        _check_text_dim(feats.shape[1], self._text.shape[1])
+        score, best = torch.softmax(100.0 * feats @ self._text.to(feats.device).T, dim=1).max(dim=1)
+        return torch.stack([best.float(), score], dim=1).to(torch.float16)  # class index exact below 2048
 
 
 def query_map(
@@ -253,15 +342,10 @@ def query_map(
     else:
         if text_embeddings is None or text_embeddings.shape[0] != len(queries):
             raise ValueError("features mode needs one text embedding per query")
-        feats = cache.update(vmap) if cache is not None else align_and_normalize(vmap.values(), align)
-        if feats.shape[1] != text_embeddings.shape[1]:
-            raise ValueError(
-                f"text dim {text_embeddings.shape[1]} != aligned map dim {feats.shape[1]}; "
-                "pass the right align callable"
-            )
-        cos = cosine_scores(feats, text_embeddings)
-        cos_neg = None if negatives is None else cosine_scores(feats, negatives)
-        scores = relative_scores(cos, cos_neg, temperature)
+        texts = text_embeddings if negatives is None else torch.cat([text_embeddings, negatives.to(text_embeddings)])
+        cos = map_cosines(vmap, texts, align, cache)  # one pass over the map for queries and negatives
+        q = text_embeddings.shape[0]
+        scores = relative_scores(cos[:q], None if negatives is None else cos[q:], temperature)
     scores = scores.cpu()
     ijk = vmap.voxel_indices().cpu()
     tops, cands = [], []
@@ -287,8 +371,11 @@ def query_map(
 
 __all__ = [
     "AlignedFeatures",
+    "ClassLabels",
+    "VoxelCache",
     "align_and_normalize",
     "connected_components",
+    "map_cosines",
     "cosine_scores",
     "group_candidates",
     "query_map",

@@ -64,6 +64,7 @@ from radseg_core.geometry import (
     transform_points,
     validate_rigid_transform,
 )
+from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 
 MODES = ("features", "probabilities")
@@ -74,7 +75,8 @@ _MASK = (1 << _BITS) - 1
 _GENERATIONS = itertools.count()
 _DENSE_PAIR_LIMIT = 1 << 25  # above this many (voxel, patch) cells, aggregate pairs with unique()
 _HITS_MAX = (1 << 31) - 1  # int32 hit counts saturate here (2.1e9 points in one voxel)
-_SLOT_ARRAYS = ("_keys", "_values", "_colors", "_hits", "_last_seen", "_row_of")
+_RESIDUAL_PER_VOXEL = 128  # the compensation working set grows by one row per this many voxels ...
+_RESIDUAL_MIN_ROWS = 256  # ... from this many rows, up to ``residual_rows``
 
 
 def recency_weights(
@@ -184,69 +186,90 @@ class VoxelMap:
         # Changes only when the contents are replaced wholesale (reset, restore from a file). A generation
         # change within one lineage means voxels were removed (clearing, eviction): survivors keep their data.
         self.lineage = self.generation
-        self._alloc(0)
+        self._alloc()
 
     # ------------------------------------------------------------------ storage
-    def _alloc(self, capacity: int) -> None:
+    def _alloc(self) -> None:
         dev = self.device
-        self._size = 0
-        # Sorted (keys, slots) runs, largest first; a run is merged into the one before it once it is at
-        # least half its size, so there are O(log n) runs and each key is copied O(log n) times in all.
+        # Per-voxel data in chunks (radseg_core.slot_store): growth appends, never copies the map.
+        self._store = SlotStore(
+            {
+                "values": ((self.dim,), self.dtype),
+                "colors": ((3,), self.dtype),
+                "hits": ((), torch.int32),
+                "last_seen": ((), torch.int32),
+            },
+            dev,
+        )
+        # Sorted (keys, int32 slots) runs, largest first; a run is merged into the one before it once it is
+        # at least half its size, so there are O(log n) runs and each key is copied O(log n) times in all.
+        # The runs are also the only copy of the keys: slot-order keys are derived when asked for.
         self._runs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._keys = torch.empty(capacity, dtype=torch.int64, device=dev)
-        self._values = torch.empty(capacity, self.dim, dtype=self.dtype, device=dev)
-        self._colors = torch.empty(capacity, 3, dtype=self.dtype, device=dev)
-        self._hits = torch.empty(capacity, dtype=torch.int32, device=dev)
-        self._last_seen = torch.empty(capacity, dtype=torch.int32, device=dev)
-        self._row_of = torch.empty(capacity, dtype=torch.int32, device=dev)  # residual row per slot, -1 none
-        R = self.residual_rows
-        self._res = torch.zeros(R, self.dim, dtype=self.dtype, device=dev)
-        self._res_col = torch.zeros(R, 3, dtype=self.dtype, device=dev)
-        self._row_slot = torch.full((R,), -1, dtype=torch.int64, device=dev)
-        self._row_used = torch.full((R,), -1, dtype=torch.int64, device=dev)  # update clock of last use
+        self._res = torch.zeros(0, self.dim, dtype=self.dtype, device=dev)
+        self._res_col = torch.zeros(0, 3, dtype=self.dtype, device=dev)
+        self._row_slot = torch.zeros(0, dtype=torch.int64, device=dev)  # slot owning each residual row, -1 free
+        self._row_used = torch.zeros(0, dtype=torch.int64, device=dev)  # update clock of last use, -1 free
 
-    def _reserve(self, needed: int) -> None:
-        cap = self._keys.shape[0]
-        if needed <= cap:
+    @property
+    def _size(self) -> int:
+        return self._store.size
+
+    def _residual_capacity(self) -> None:
+        """Grow the working set with the map: ``min(residual_rows, max(256, n / 128))`` rows (~12 B/voxel)."""
+        want = min(self.residual_rows, max(_RESIDUAL_MIN_ROWS, -(-self._size // _RESIDUAL_PER_VOXEL)))
+        R = self._row_slot.numel()
+        if want <= R:
             return
-        new_cap = max(needed, cap + cap // 8, 1024)
-        n = self._size
-        for name in _SLOT_ARRAYS:
-            old = getattr(self, name)
-            new = torch.empty((new_cap, *old.shape[1:]), dtype=old.dtype, device=old.device)
-            new[:n] = old[:n]
-            setattr(self, name, new)
+        want = min(self.residual_rows, max(want, 2 * R))  # doubling: O(log) reallocations of a small buffer
+        grow = want - R
+        dev = self.device
+        self._res = torch.cat([self._res, torch.zeros(grow, self.dim, dtype=self.dtype, device=dev)])
+        self._res_col = torch.cat([self._res_col, torch.zeros(grow, 3, dtype=self.dtype, device=dev)])
+        self._row_slot = torch.cat([self._row_slot, torch.full((grow,), -1, dtype=torch.int64, device=dev)])
+        self._row_used = torch.cat([self._row_used, torch.full((grow,), -1, dtype=torch.int64, device=dev)])
 
     def shrink_to_fit(self) -> None:
-        """Release unused preallocated rows (e.g. before measuring or saving a finished map)."""
-        n = self._size
-        for name in _SLOT_ARRAYS:
-            setattr(self, name, getattr(self, name)[:n].clone())
+        """Release chunks no slot uses any more (after many removals); growth slack is < one chunk anyway."""
+        self._store.release_unused()
 
     def nbytes(self) -> int:
-        """Bytes held by the map's tensors, preallocated slack included."""
+        """Bytes held by the map's tensors: slot chunks (unused rows included), key index, working set."""
         tensors = (
             *(t for run in self._runs for t in run),
-            self._keys,
-            self._values,
-            self._colors,
-            self._hits,
-            self._last_seen,
-            self._row_of,
             self._res,
             self._res_col,
             self._row_slot,
             self._row_used,
         )
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return self._store.nbytes() + sum(t.numel() * t.element_size() for t in tensors)
+
+    def memory_stats(self) -> dict[str, float]:
+        """What the map holds and what it uses (diagnostics, benchmarks); bytes."""
+        n = self._size
+        index = sum(k.numel() * k.element_size() + s.numel() * s.element_size() for k, s in self._runs)
+        used = n * self._store.row_bytes + index + self._res.numel() * self._res.element_size()
+        allocated = self.nbytes()
+        return {
+            "voxels": n,
+            "bytes_allocated": allocated,
+            "bytes_used": used,
+            "bytes_per_voxel": allocated / n if n else 0.0,
+            "allocated_over_used": allocated / used if used else 0.0,
+            "chunk_rows": self._store.rows,
+            "chunks": len(self._store.chunks),
+            "residual_rows": int(self._row_slot.numel()),
+        }
 
     # ------------------------------------------------------------------ accessors
     def __len__(self) -> int:
         return self._size
 
     def keys(self) -> torch.Tensor:
-        """(N,) packed int64 voxel keys in slot order (the order of every other accessor)."""
-        return self._keys[: self._size]
+        """(N,) packed int64 voxel keys in slot order (the order of every other accessor); O(N), a copy."""
+        out = torch.empty(self._size, dtype=torch.int64, device=self.device)
+        for run_k, run_s in self._runs:
+            out[run_s.long()] = run_k
+        return out
 
     def voxel_indices(self) -> torch.Tensor:
         """(N, 3) integer voxel coordinates: voxel (i, j, k) spans [i, i+1) * voxel_size along x, etc."""
@@ -258,19 +281,31 @@ class VoxelMap:
 
     def colors(self) -> torch.Tensor:
         """(N, 3) uint8 mean colour."""
-        return self._colors[: self._size].float().round().clamp(0, 255).to(torch.uint8)
+        return self._store.cat("colors").float().round().clamp(0, 255).to(torch.uint8)
+
+    def color_means(self) -> torch.Tensor:
+        """(N, 3) mean colour in the storage dtype, unrounded (what is saved and averaged)."""
+        return self._store.cat("colors")
 
     def hits(self) -> torch.Tensor:
         """(N,) int32 hit counts (points averaged into each voxel, capped by ``max_hits``)."""
-        return self._hits[: self._size]
+        return self._store.cat("hits")
 
     def last_seen(self) -> torch.Tensor:
         """(N,) int32 value of ``frames_integrated`` when each voxel was last updated."""
-        return self._last_seen[: self._size]
+        return self._store.cat("last_seen")
 
     def values(self) -> torch.Tensor:
-        """(N, D) hit-weighted means in the storage dtype (a view: do not modify)."""
-        return self._values[: self._size]
+        """(N, D) hit-weighted means in the storage dtype: a copy of the whole map (see value_blocks)."""
+        return self._store.cat("values")
+
+    def value_blocks(self, start: int = 0) -> list[torch.Tensor]:
+        """Views of ``values()[start:]`` chunk by chunk (read only): whole-map passes without a copy."""
+        return list(self._store.blocks("values", start))
+
+    def gather_values(self, slots: torch.Tensor) -> torch.Tensor:
+        """``values()[slots]`` without copying the map."""
+        return self._store.gather("values", self._store.locate(slots))
 
     def labels(self) -> torch.Tensor:
         """(N,) int64 argmax class per voxel (probabilities mode; class 0 may mean 'ignore')."""
@@ -278,7 +313,8 @@ class VoxelMap:
             raise ValueError(
                 "labels() needs mode='probabilities'; in features mode score text queries instead"
             )
-        return self.values().float().argmax(dim=1)
+        parts = [b.float().argmax(dim=1) for b in self.value_blocks()]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64, device=self.device)
 
     # ------------------------------------------------------------------ integration
     def _point_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -424,11 +460,12 @@ class VoxelMap:
             self.centers(torch.float64), depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth
         )
         idx = torch.nonzero(free, as_tuple=True)[0]
-        idx = idx[~torch.isin(self._keys[idx], hit_keys)]
+        idx = idx[~torch.isin(self.keys()[idx], hit_keys)]
         if idx.numel() == 0:
             return
-        h = torch.floor(self._hits[idx].double() * (1.0 - self.free_space_decay)).to(torch.int32)
-        self._hits[idx] = h
+        at = self._store.locate(idx)
+        h = torch.floor(self._store.gather("hits", at).double() * (1.0 - self.free_space_decay)).to(torch.int32)
+        self._store.scatter("hits", at, h)
         remove = torch.zeros(self._size, dtype=torch.bool, device=self.device)
         remove[idx[h <= 0]] = True
         self.cleared += self._remove(remove)
@@ -492,22 +529,22 @@ class VoxelMap:
         for run_k, run_s in self._runs:
             pos = torch.searchsorted(run_k, ukeys).clamp_max(run_k.numel() - 1)
             hit = run_k[pos] == ukeys
-            slots[hit] = run_s[pos[hit]]
+            slots[hit] = run_s[pos[hit]].long()
         new = slots < 0
         n_new = int(new.sum())
+        store = self._store
         if n_new:
-            self._reserve(self._size + n_new)
+            store.reserve(self._size + n_new)
             new_slots = torch.arange(self._size, self._size + n_new, device=self.device)
             slots[new] = new_slots
-            self._keys[new_slots] = ukeys[new]
-            self._values[new_slots] = 0
-            self._colors[new_slots] = 0
-            self._hits[new_slots] = 0
-            self._row_of[new_slots] = -1
-            self._runs.append((ukeys[new], new_slots))  # ukeys is sorted, so the new run is too
+            fresh = store.locate(new_slots)
+            for name in store.fields:
+                store.scatter(name, fresh, 0)
+            self._runs.append((ukeys[new], new_slots.int()))  # ukeys is sorted, so the new run is too
             self._merge_runs()
-            self._size += n_new
-        w_old, w_new = recency_weights(self._hits[slots].long(), counts.long(), self.max_hits)
+            store.size += n_new
+        at_slots = store.locate(slots)
+        w_old, w_new = recency_weights(store.gather("hits", at_slots).long(), counts.long(), self.max_hits)
         h_new = w_old + w_new
         # mean' = (w_old * mean + (w_new / c) * sum) / h_new, computed in fp32 on stored + residual
         a = (w_old.double() / h_new)[:, None].float()
@@ -515,11 +552,13 @@ class VoxelMap:
         rows = self._residual_rows_for(slots)
         at = torch.nonzero(rows >= 0, as_tuple=True)[0]  # update positions that own a residual row
         r = rows[at]
-        self._values[slots] = self._update_rows(self._values[slots], self._res, at, r, a, sums.mul_(b))
+        old = store.gather("values", at_slots)
+        store.scatter("values", at_slots, self._update_rows(old, self._res, at, r, a, sums.mul_(b)))
         if csum is not None:
-            self._colors[slots] = self._update_rows(self._colors[slots], self._res_col, at, r, a, csum.float().mul_(b))
-        self._hits[slots] = h_new.clamp_max(_HITS_MAX).to(torch.int32)
-        self._last_seen[slots] = self.frames_integrated
+            old = store.gather("colors", at_slots)
+            store.scatter("colors", at_slots, self._update_rows(old, self._res_col, at, r, a, csum.float().mul_(b)))
+        store.scatter("hits", at_slots, h_new.clamp_max(_HITS_MAX).to(torch.int32))
+        store.scatter("last_seen", at_slots, self.frames_integrated)
         if self.max_voxels is not None and self._size > self.max_voxels:
             self._evict()
 
@@ -557,26 +596,36 @@ class VoxelMap:
 
     def _residual_rows_for(self, slots: torch.Tensor) -> torch.Tensor:
         """Residual rows of ``slots`` (-1 where none), giving least recently used rows to newcomers."""
-        R = self.residual_rows
-        if R == 0:
+        if self.residual_rows == 0:
             return torch.full_like(slots, -1)
+        self._residual_capacity()
         clock = self.frames_integrated
-        rows = self._row_of[slots].long()
+        rows = self._rows_of(slots)
         miss = rows < 0
         self._row_used[rows[~miss]] = clock
         n_miss = int(miss.sum())
         if n_miss:
             order = torch.argsort(self._row_used)  # free rows (-1) first, then least recently used
             avail = order[self._row_used[order] < clock][:n_miss]
-            victims = self._row_slot[avail]
-            self._row_of[victims[victims >= 0]] = -1  # they keep their rounded mean (<= 0.5 ulp)
+            # Evicted owners keep their rounded mean (<= 0.5 ulp).
             take = torch.nonzero(miss, as_tuple=True)[0][: avail.numel()]
-            self._row_of[slots[take]] = avail.to(torch.int32)
             self._row_slot[avail] = slots[take]
             self._row_used[avail] = clock
             self._res[avail] = 0
             self._res_col[avail] = 0
             rows[take] = avail
+        return rows
+
+    def _rows_of(self, slots: torch.Tensor) -> torch.Tensor:
+        """Residual row of each slot, -1 where none (lookup in the small working set, not per voxel)."""
+        live = torch.nonzero(self._row_slot >= 0, as_tuple=True)[0]
+        rows = torch.full_like(slots, -1)
+        if live.numel() == 0 or slots.numel() == 0:
+            return rows
+        owners, order = torch.sort(self._row_slot[live])
+        pos = torch.searchsorted(owners, slots).clamp_max(owners.numel() - 1)
+        found = owners[pos] == slots
+        rows[found] = live[order[pos[found]]]
         return rows
 
     # ------------------------------------------------------------------ removal
@@ -603,9 +652,7 @@ class VoxelMap:
         m = n - n_rm
         holes = torch.nonzero(remove[:m], as_tuple=True)[0]  # removed slots inside the kept range ...
         movers = m + torch.nonzero(keep[m:n], as_tuple=True)[0]  # ... filled by the kept slots beyond it
-        for name in _SLOT_ARRAYS:
-            t = getattr(self, name)
-            t[holes] = t[movers]
+        self._store.move(holes, movers)
         new_index = torch.arange(n, device=remove.device)
         new_index[movers] = holes
         new_index[remove] = -1
@@ -616,12 +663,13 @@ class VoxelMap:
         self._row_slot[gone], self._row_used[gone] = -1, -1
         runs = []
         for run_k, run_s in self._runs:
-            kept = keep[run_s]
+            kept = keep[run_s.long()]
             if bool(kept.any()):
-                runs.append((run_k[kept], new_index[run_s[kept]]))
+                runs.append((run_k[kept], new_index[run_s[kept].long()].int()))
         self._runs = runs
         self._merge_runs_all()
-        self._size = n - n_rm
+        self._store.size = m
+        self._store.release_unused()
         self.generation = next(_GENERATIONS)
         return n_rm
 
@@ -634,7 +682,7 @@ class VoxelMap:
 
     def reset(self) -> None:
         """Forget every voxel (configuration and metadata stay)."""
-        self._alloc(0)
+        self._alloc()
         self.frames_integrated = 0
         self.origin_voxel = torch.zeros(3, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
@@ -661,24 +709,27 @@ class VoxelMap:
     ) -> None:
         """Replace the contents with saved per-voxel arrays (slot order); keys must be unique."""
         n = keys.numel()
-        self._alloc(0)
+        self._alloc()
         dev = self.device
-        self._keys = keys.to(dev, torch.int64).clone()
-        self._values = values.to(dev, self.dtype).clone()
-        self._colors = colors.to(dev, self.dtype).clone()
-        self._hits = hits.to(dev, torch.int32).clone()
-        self._last_seen = last_seen.to(dev, torch.int32).clone()
-        self._row_of = torch.full((n,), -1, dtype=torch.int32, device=dev)
-        sorted_keys, order = torch.sort(self._keys)
-        self._runs = [(sorted_keys, order)] if n else []
-        self._size = n
+        store = self._store
+        store.reserve(n)
+        store.size = n
+        for name, data, dt in (
+            ("values", values, self.dtype), ("colors", colors, self.dtype), ("hits", hits, torch.int32),
+            ("last_seen", last_seen, torch.int32),
+        ):
+            for lo in range(0, n, store.rows):  # chunk by chunk: no second full-size copy
+                store.write_range(name, lo, data[lo : lo + store.rows].to(dev, dt))
+        sorted_keys, order = torch.sort(keys.to(dev, torch.int64))
+        self._runs = [(sorted_keys, order.int())] if n else []
         self.frames_integrated = int(frames_integrated)
         self.origin_voxel = torch.tensor(origin_voxel, dtype=torch.int64)
         self.generation = next(_GENERATIONS)
         self.lineage = self.generation
         if residuals is not None and self.residual_rows:
-            slots, res, res_col = (t[-self.residual_rows :].to(dev) for t in residuals)  # most recent kept
+            self._residual_capacity()
+            R = self._row_slot.numel()
+            slots, res, res_col = (t[-R:].to(dev) for t in residuals)  # the most recently used kept
             rows = torch.arange(slots.numel(), device=dev)
             self._row_slot[rows], self._row_used[rows] = slots.long(), 0
-            self._row_of[slots.long()] = rows.to(torch.int32)
             self._res[rows], self._res_col[rows] = res.to(self.dtype), res_col.to(self.dtype)

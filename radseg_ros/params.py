@@ -64,11 +64,13 @@ SPECS: dict[str, Spec] = {
     "voxel_size": Spec(0.05, "voxel edge length in metres", 0.005, 1.0),
     "storage_dtype": Spec("float16", "dtype of stored voxel features", choices=("float16", "float32")),
     "max_voxels": Spec(0, "memory bound on voxels (0 = unbounded); least-hit voxels are evicted", 0, 100_000_000),
-    "cache_aligned": Spec(True, "keep a language-aligned copy of voxel features for fast queries and cloud "
-                          "labels (+2.3 KB per voxel with SigLIP2); false re-aligns the map per use"),
+    "cache_aligned": Spec(False, "opt-in: keep a language-aligned copy of voxel features so a query is one "
+                          "matrix product (+2,312 B per voxel with SigLIP2, more than the map itself); false "
+                          "aligns the map chunk by chunk per query (no extra memory)"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
-    "residual_rows": Spec(8192, "fp16 drift compensation: voxels (most recently updated) whose rounding residual "
-                          "is kept; costs rows x (2 x (feature dim + 3) + 16) bytes (0 = off)", 0, 10_000_000),
+    "residual_rows": Spec(8192, "fp16 drift compensation: at most this many voxels (most recently updated) keep "
+                          "their rounding residual; the set grows with the map (max(256, voxels / 128) rows of "
+                          "2 x (feature dim + 3) + 16 bytes) up to this (0 = off)", 0, 10_000_000),
     "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
                              "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",
                              0.0, 1.0, live=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -10,8 +11,19 @@ import numpy as np
 import pytest
 import torch
 
+import radseg_core.voxel_map as voxel_map_module
 from radseg_core.map_io import FORMAT_VERSION, MapFileError, export_ply, load_map, save_map
+from radseg_core.slot_store import SlotStore
 from radseg_core.voxel_map import VoxelMap
+
+
+@pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
+def _chunking(request, monkeypatch):
+    """Every test runs twice: default chunks, and 4-row chunks with doubling every 4 chunks, so gathers,
+    scatters, moves and merges across many chunks meet the same reference results."""
+    if request.param == "chunks-tiny":
+        monkeypatch.setattr(voxel_map_module, "SlotStore", functools.partial(SlotStore, min_rows=4, max_chunks=4))
+
 
 
 def build_map(dtype=torch.float16, mode="features", dim=12, n=800, seed=0) -> VoxelMap:

@@ -40,7 +40,7 @@ def test_process_labels_and_integrates(encoder):
 
 
 def test_aligned_cache_gives_the_same_answers_as_realigning(encoder):
-    cached, plain = mapper_with(encoder), mapper_with(encoder, cache_aligned=False)
+    cached, plain = mapper_with(encoder, cache_aligned=True), mapper_with(encoder)  # the cache is opt-in
     for x in (0.0, 0.1):
         for m in (cached, plain):
             m.process(wall_frame(m, x))
@@ -49,6 +49,10 @@ def test_aligned_cache_gives_the_same_answers_as_realigning(encoder):
     np.testing.assert_allclose(a.scores, b.scores, atol=0.02)
     agree = np.mean(cached.cloud()["label"] == plain.cloud()["label"])
     assert agree > 0.98
+    mem_c, mem_p = cached.memory_stats(), plain.memory_stats()
+    assert mem_p["query_cache_bytes"] == 0 and mem_c["query_cache_bytes"] > 0
+    assert mem_p["label_cache_bytes"] == 12 * len(plain)  # fp16 (label, score) + int64 key per voxel
+    assert plain.nbytes() == mem_p["map_bytes"] + mem_p["label_cache_bytes"]
 
 
 def test_query_always_returns_best_guesses(encoder):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from radseg_core.query import (
     AlignedFeatures,
+    ClassLabels,
     align_and_normalize,
     connected_components,
     cosine_scores,
     group_candidates,
+    map_cosines,
     query_map,
     relative_scores,
     top_k,
@@ -180,13 +183,74 @@ def test_aligned_cache_incremental_equals_full_recompute():
     vm.integrate_points(torch.rand(50, 3), torch.randn(50, 6))  # same keys possible, new contents
     torch.testing.assert_close(cache.update(vm), align_and_normalize(vm.values(), align))
     other = VoxelMap(voxel_size=0.1, dim=6, dtype=torch.float16)  # a different map: no stale reuse
-    other._restore(vm.keys(), torch.randn(len(vm), 6).half(), vm._colors[: len(vm)], vm.hits(), vm.last_seen(),
+    other._restore(vm.keys(), torch.randn(len(vm), 6).half(), vm.color_means(), vm.hits(), vm.last_seen(),
                    vm.frames_integrated)
     torch.testing.assert_close(cache.update(other), align_and_normalize(other.values(), align))
     text = torch.randn(2, 5)
     a = query_map(vm, ["a", "b"], text, cache=cache)
     b = query_map(vm, ["a", "b"], text, align=align)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_class_labels_refresh_only_changed_voxels_and_equal_a_full_computation():
+    gen = torch.Generator().manual_seed(5)
+    W = torch.randn(6, 5, generator=gen)
+    calls = []
+
+    def align(x):
+        calls.append(x.shape[0])
+        return x @ W
+
+    def full(vm, text):
+        cos = align_and_normalize(vm.values(), lambda x: x @ W) @ F.normalize(text, dim=1).T
+        score, best = torch.softmax(100.0 * cos, dim=1).max(dim=1)
+        return best, score
+
+    vm = VoxelMap(voxel_size=0.1, dim=6, dtype=torch.float16)
+    labels = ClassLabels(align)
+    text = torch.randn(3, 5, generator=gen)
+    labels.set_text(text)
+    vm.integrate_points(torch.rand(800, 3, generator=gen), torch.randn(800, 6, generator=gen))
+    for step in range(3):
+        rows = labels.update(vm)
+        best, score = full(vm, text)
+        assert torch.equal(rows[:, 0].long(), best)
+        torch.testing.assert_close(rows[:, 1].float(), score, atol=1e-3, rtol=0)
+        calls.clear()
+        vm.integrate_points(torch.rand(4, 3, generator=gen) + 0.3, torch.randn(4, 6, generator=gen))
+        if step == 1:
+            vm.clear_region([0, 0, 0], [0.4, 0.4, 0.4])  # removals: survivors found by key
+        labels.update(vm)
+        assert 0 < sum(calls) <= 4
+    calls.clear()
+    labels.set_text(text.clone())  # same classes: nothing recomputed
+    labels.update(vm)
+    assert sum(calls) == 0
+    labels.set_text(torch.randn(2, 5, generator=gen))  # new classes: everything recomputed
+    labels.update(vm)
+    assert sum(calls) == len(vm)
+
+
+def test_map_cosines_chunk_by_chunk_equal_the_aligned_copy(monkeypatch):
+    """Without the cache a query aligns the map block by block (never a full aligned copy): same scores,
+    also across many storage chunks."""
+    import functools
+
+    import radseg_core.voxel_map as voxel_map_module
+    from radseg_core.slot_store import SlotStore
+
+    monkeypatch.setattr(voxel_map_module, "SlotStore", functools.partial(SlotStore, min_rows=8, max_chunks=4))
+    gen = torch.Generator().manual_seed(6)
+    W = torch.randn(6, 5, generator=gen)
+    vm = VoxelMap(voxel_size=0.1, dim=6, dtype=torch.float16)
+    vm.integrate_points(torch.rand(600, 3, generator=gen), torch.randn(600, 6, generator=gen))
+    assert len(vm.value_blocks()) >= 3
+    text = torch.randn(3, 5, generator=gen)
+    expect = cosine_scores(align_and_normalize(vm.values(), lambda x: x @ W), text)
+    got = map_cosines(vm, text, lambda x: x @ W, chunk=7)
+    torch.testing.assert_close(got, expect)
+    with pytest.raises(ValueError, match="text dim"):
+        map_cosines(vm, torch.randn(1, 4), lambda x: x @ W)
 
 
 def test_query_map_probabilities_mode():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -9,9 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import radseg_core.voxel_map as voxel_map_module
 from radseg_core.geometry import quaternion_to_rotation
+from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap, pack_keys, unpack_keys
+
+
+@pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
+def _chunking(request, monkeypatch):
+    """Every test runs twice: default chunks, and 4-row chunks with doubling every 4 chunks, so gathers,
+    scatters, moves and merges across many chunks meet the same reference results."""
+    if request.param == "chunks-tiny":
+        monkeypatch.setattr(voxel_map_module, "SlotStore", functools.partial(SlotStore, min_rows=4, max_chunks=4))
+
 
 VS = 0.05
 
@@ -335,15 +347,40 @@ def test_probabilities_mode_labels():
         VoxelMap(dim=3).labels()
 
 
-def test_nbytes_per_voxel_fp16_768():
+def test_nbytes_accounts_for_chunks_index_and_working_set(monkeypatch):
+    monkeypatch.setattr(voxel_map_module, "SlotStore", SlotStore)  # the default chunking
     vm = VoxelMap(dim=768, dtype=torch.float16)
     vm.integrate_points(torch.rand(5000, 3) * 3, torch.randn(5000, 768))
-    vm.shrink_to_fit()
-    residual = 8192 * ((768 + 3) * 2 + 8 + 8)  # fixed working-set compensation, independent of map size
-    per_voxel = (vm.nbytes() - residual) / len(vm)
-    # fp16 features 1536 + keys 8 + sorted keys/slots 16 + hits 4 + last_seen 4 + colours 6 + residual row 4
-    assert per_voxel == 768 * 2 + 8 + 16 + 4 + 4 + 6 + 4
-    assert per_voxel + residual / 1_000_000 <= 1600  # all included at 1M voxels
+    n, st = len(vm), vm.memory_stats()
+    row = 768 * 2 + 3 * 2 + 4 + 4  # values, colours, hits, last_seen: one slot in a chunk
+    index = n * (8 + 4)  # sorted int64 keys + int32 slots (the only copy of the keys)
+    working_set = st["residual_rows"] * ((768 + 3) * 2 + 8 + 8)
+    assert vm.nbytes() == st["chunks"] * st["chunk_rows"] * row + index + working_set
+    assert st["chunks"] * st["chunk_rows"] - n < st["chunk_rows"]  # slack below one chunk
+    assert st["residual_rows"] == 256  # the working set grows with the map: max(256, n / 128) rows
+
+
+def test_memory_budget_holds_after_every_update_while_the_map_grows(monkeypatch):
+    """<= 1.6 KB per voxel (768-d fp16, everything included) and allocated <= 1.15 x used, after each
+    update of a growing map, across the first doubling of the chunk size (256 chunks of 256 rows)."""
+    monkeypatch.setattr(voxel_map_module, "SlotStore", SlotStore)  # the default chunking
+    vm = VoxelMap(dim=768, dtype=torch.float16)
+    gen = torch.Generator().manual_seed(0)
+    step, seen_rows = 4000, set()
+    for i in range(20):  # 80k voxels, one new 4000-voxel slab per update, plus revisits of old ones
+        grid = torch.meshgrid(torch.arange(40), torch.arange(100), torch.tensor([i]), indexing="ij")
+        ijk = torch.stack(grid, -1).reshape(-1, 3)
+        old = ijk[: step // 4].clone()
+        old[:, 2] = max(i - 1, 0)
+        pts = (torch.cat([ijk, old]).double() + 0.5) * vm.voxel_size
+        vm.integrate_points(pts, torch.randn(pts.shape[0], 768, generator=gen))
+        st = vm.memory_stats()
+        assert st["voxels"] == step * (i + 1)
+        seen_rows.add(st["chunk_rows"])
+        if st["voxels"] >= 32768:  # below: fixed minimums (one 256-row chunk, 256 working-set rows)
+            assert st["bytes_per_voxel"] <= 1600, st
+            assert st["allocated_over_used"] <= 1.15, st
+    assert seen_rows == {256, 512}  # the doubling happened inside the loop
 
 
 def test_nonfinite_feature_map_rejected_without_touching_the_map():

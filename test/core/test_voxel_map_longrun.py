@@ -78,7 +78,7 @@ def run(n_static, n_changed, max_hits=None, residual_rows=8192, seed=0):
 def check(vm, history, max_hits):
     order = vm.voxel_indices()[:, 0].argsort()
     vals = vm.values()[order].double().numpy()
-    cols = vm._colors[: len(vm)][order].double().numpy()
+    cols = vm.color_means()[order].double().numpy()
     hits = vm.hits()[order].numpy()
     ok_v = ok_c = True
     for v in range(N_VOX):
@@ -124,7 +124,7 @@ def test_residual_working_set_evicts_least_recently_used_and_survives_removal():
     assert sorted(slots.tolist()) == [1, 2]
     assert vm.clear_region([1.0, 0, 0], [2.0, 1, 1]) == 1  # voxel 1 (slot 1) goes; slot 2 becomes 1
     slots, _, _ = vm.residuals()
-    assert slots.tolist() == [1] and vm._row_of[:2].tolist() == [-1, 0]
+    assert slots.tolist() == [1] and vm._rows_of(torch.tensor([0, 1])).tolist() == [-1, 0]
 
 
 def frame_points(offset, rng):
