@@ -75,12 +75,9 @@ def frustum_voxel_box(
     origins), padded by one voxel so float32 rounding in :func:`free_voxels` cannot escape it.
     """
     empty = (torch.zeros(3, dtype=torch.int64), torch.full((3,), -1, dtype=torch.int64))
-    valid = depth[torch.isfinite(depth) & (depth > 0)]
-    if valid.numel() == 0:
-        return empty
-    far = min(float(valid.max()), max_depth)
+    far = min(float(torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).amax()), max_depth)  # no mask copy
     near = max(min_depth, 0.0)
-    if not far > near:
+    if not far > near:  # also no valid (finite, positive) depth at all
         return empty
     H, W = depth.shape
     fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))

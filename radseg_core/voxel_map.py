@@ -433,7 +433,8 @@ class VoxelMap:
         centres = (unpack_keys(keys) + self.origin_voxel.to(self.device)).to(torch.float64)
         centres = (centres + (0.5 - self._grid_shift)).mul(self.voxel_size)  # as centers(), float64
         free = free_voxels(centres, depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth)
-        idx = slots[free & ~torch.isin(keys, hit_keys)].long()
+        cand = torch.nonzero(free, as_tuple=True)[0]
+        idx = slots[cand[~torch.isin(keys[cand], hit_keys)]].long()  # isin on the few flagged only
         if idx.numel() == 0:
             return
         h = torch.floor(self._hits[idx].double() * (1.0 - self.free_space_decay)).to(torch.int32)
@@ -454,14 +455,16 @@ class VoxelMap:
         found: list[tuple[torch.Tensor, torch.Tensor]] = []
         if bool((lo <= hi).all()):
             bounds = pack_keys(torch.stack([lo, hi]).to(self.device))
-            lo_yz, hi_yz = lo[1:].to(self.device), hi[1:].to(self.device)
+            (ly, lz), (hy, hz) = (lo[1:] + _OFFSET).tolist(), (hi[1:] + _OFFSET).tolist()  # packed y, z
             for run_k, run_s in self._runs:
                 a = int(torch.searchsorted(run_k, bounds[:1]))
                 b = int(torch.searchsorted(run_k, bounds[1:], right=True))
-                k, sl = run_k[a:b], run_s[a:b]
-                yz = unpack_keys(k)[:, 1:]
-                inside = ((yz >= lo_yz) & (yz <= hi_yz)).all(dim=1)
-                found.append((k[inside], sl[inside]))
+                k = run_k[a:b]
+                y, z = (k >> _BITS) & _MASK, k & _MASK
+                at = torch.nonzero((y >= ly) & (y <= hy) & (z >= lz) & (z <= hz), as_tuple=True)[0] + a
+                found.append((run_k[at], run_s[at]))
+        if len(found) == 1:
+            return found[0]
         if not found:
             empty = torch.empty(0, dtype=torch.int64, device=self.device)
             return empty, empty
