@@ -13,7 +13,9 @@ grazing ones included:
 
 Only voxels inside the frustum's bounding box can be flagged (:func:`frustum_voxel_box`): the map
 looks them up in its sorted key index, so a frame costs O(voxels near the camera) (one 3x3 transform
-and a gather each) plus a min-pool pyramid of the depth image, not O(map); no ray marching.
+and a gather each) plus a min-pool pyramid of the depth image, not O(map); no ray marching. Measured
+(docs/benchmarks.md, 640x480, CPU): 1M voxels over 100 m x 100 m, 9.0 ms vs 109.8 ms projecting every
+voxel (12x); all 1M voxels in view, 100.9 vs 112.8 ms (the pre-filter costs nothing noticeable).
 """
 
 from __future__ import annotations
