@@ -21,7 +21,9 @@ Measured side by side in one run (ratios are what matter; state the machine):
   option: fp16 round-to-nearest (before), stochastic rounding, fp32 accumulation flushed to fp16
   every F updates, compensated two-term working set (VoxelMap default), fp32 storage.
 * Key-index cost per frame vs map size (100k and 2M voxels): integrate 20k points (5k new voxels).
-* Free-space clearing cost per 640x480 frame at each checkpoint and at 1M voxels.
+* Free-space clearing cost per 640x480 frame at each checkpoint (full scan of the map), and at 100k
+  and 1M voxels full scan vs frustum pre-filter (the map's path) for voxels all in the frustum's box
+  (worst case) and spread over 100 m x 100 m (robot case).
 
 Usage: ``python benchmarks/voxel_map.py [--frames 500] [--out results.json]``; ``--quick`` for a
 smoke run. Default run: ~6 min wall on a 2-core CPU shared with other jobs
@@ -45,11 +47,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from radseg_core.free_space import free_voxels  # noqa: E402
+from radseg_core.free_space import free_voxels, frustum_voxel_box  # noqa: E402
 from radseg_core.geometry import backproject_depth, optical_from_body_pose, transform_points  # noqa: E402
 from radseg_core.query import AlignedFeatures, align_and_normalize, cosine_scores  # noqa: E402
 from radseg_core.types import Frame  # noqa: E402
-from radseg_core.voxel_map import VoxelMap  # noqa: E402
+from radseg_core.voxel_map import VoxelMap, pack_keys  # noqa: E402
 
 H, W, D, PATCH = 480, 640, 768, 16
 K = np.array([[525.0, 0, 319.5], [0, 525.0, 239.5], [0, 0, 1]])
@@ -379,15 +381,64 @@ def bench_index(sizes: list[int], repeats: int = 40, n_points: int = 20_000, n_n
     return rows
 
 
-def bench_clearing_at(n: int) -> dict:
-    """Free-space check of one 640x480 frame against an n-voxel map (all voxels projected)."""
+def full_scan_clear(vm: VoxelMap, depth: torch.Tensor, K_: np.ndarray, T: np.ndarray, hit_keys: torch.Tensor,
+                    max_depth: float) -> None:
+    """``VoxelMap._clear_free_space`` before the frustum pre-filter: every voxel projected (reference)."""
+    free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, max_depth=max_depth)
+    idx = torch.nonzero(free, as_tuple=True)[0]
+    idx = idx[~torch.isin(vm.keys()[idx], hit_keys)]
+    if idx.numel() == 0:
+        return
+    h = torch.floor(vm._hits[idx].double() * (1.0 - vm.free_space_decay)).to(torch.int32)
+    vm._hits[idx] = h
+    remove = torch.zeros(len(vm), dtype=torch.bool)
+    remove[idx[h <= 0]] = True
+    vm.cleared += vm._remove(remove)
+
+
+def bench_clearing_at(n: int, scene: str, repeats: int = 3) -> dict:
+    """Free-space clearing of one 640x480 corridor frame against an n-voxel map, full scan vs frustum
+    pre-filter, same map both ways. ``scene="frustum"``: every voxel inside the frustum's box (worst
+    case: nothing filtered out); ``"spread"``: voxels over 100 m x 100 m x 3 m around the camera (a
+    robot in a big map). Hits start at 2^20 so repeats decay but never remove (the maps stay equal)."""
     gen = torch.Generator().manual_seed(3)
     frame, _ = render_frame(50, gen)
-    centres = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * torch.tensor([30.0, 4.0, 3.0])
-               - torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64))
-    t, k = cpu_timed(lambda: int(free_voxels(centres, torch.from_numpy(frame.depth), frame.K, frame.T_world_cam,
-                                              VOXEL, max_depth=MAX_DEPTH).sum()))
-    return {"voxels": n, "ms": 1e3 * t, "free": k}
+    depth = torch.from_numpy(frame.depth)
+    if scene == "frustum":
+        lo, hi = frustum_voxel_box(depth, frame.K, frame.T_world_cam, VOXEL, max_depth=MAX_DEPTH)
+    else:
+        c = torch.from_numpy(np.floor(frame.T_world_cam[:3, 3] / VOXEL)).long()
+        lo, hi = c - torch.tensor([1000, 1000, 0]), c + torch.tensor([1000, 1000, 0])
+        lo[2], hi[2] = 0, 59
+    box = int((hi - lo + 1).prod())
+    assert box > 1.5 * n, f"box of {box} cells too small for {n} voxels"
+    cells = torch.unique(torch.randint(0, box, (int(1.3 * n),), generator=gen))
+    cells = cells[torch.randperm(cells.numel(), generator=gen)[:n]]
+    ext = hi - lo + 1
+    ijk = torch.stack([cells // (ext[1] * ext[2]), cells // ext[2] % ext[1], cells % ext[2]], 1) + lo
+    keys = pack_keys(ijk)
+    maps = []
+    for _ in range(2):
+        vm = VoxelMap(voxel_size=VOXEL, dim=1, dtype=torch.float32, free_space_decay=0.5)
+        vm._restore(keys, torch.zeros(n, 1), torch.zeros(n, 3), torch.full((n,), 1 << 20, dtype=torch.int32),
+                    torch.zeros(n, dtype=torch.int32), 1)
+        maps.append(vm)
+    pts = transform_points(torch.from_numpy(frame.T_world_cam),
+                           backproject_depth(depth, frame.K, max_depth=MAX_DEPTH)[0].double())
+    hit_keys = torch.unique(maps[0]._point_keys(pts)[0])
+    pre, full = maps
+    times = {"full_scan_ms": [], "prefilter_ms": []}
+    for _ in range(repeats):
+        t, _ = cpu_timed(full_scan_clear, full, depth, frame.K, frame.T_world_cam, hit_keys, MAX_DEPTH)
+        times["full_scan_ms"].append(1e3 * t)
+        t, _ = cpu_timed(pre._clear_free_space, depth, frame.K, frame.T_world_cam, hit_keys, 0.0, MAX_DEPTH)
+        times["prefilter_ms"].append(1e3 * t)
+    out = {"voxels": n, "scene": scene, **{k: float(np.median(v)) for k, v in times.items()}}
+    out["ratio"] = out["full_scan_ms"] / out["prefilter_ms"]
+    out["candidates"] = pre.last_clearing_candidates
+    out["flagged"] = int((pre.hits() < 1 << 20).sum())
+    out["same_result"] = bool(torch.equal(pre.hits(), full.hits()))
+    return out
 
 
 def bench_removal(n: int, removed: int = 200, repeats: int = 5) -> dict:
@@ -422,6 +473,19 @@ def bench_removal(n: int, removed: int = 200, repeats: int = 5) -> dict:
     return out
 
 
+def run_clearing(sizes: list[int], repeats: int) -> list[dict]:
+    print("\n## free-space clearing, one 640x480 frame (CPU ms, median): full scan vs frustum pre-filter")
+    print(f"{'scene':>8} {'voxels':>9} {'full':>9} {'prefilter':>9} {'ratio':>7} {'projected':>9} {'flagged':>8} same")
+    out = []
+    for scene in ("frustum", "spread"):
+        for n in sizes:
+            c = bench_clearing_at(n, scene, repeats)
+            print(f"{scene:>8} {n:9d} {c['full_scan_ms']:9.1f} {c['prefilter_ms']:9.1f} {c['ratio']:6.1f}x "
+                  f"{c['candidates']:9d} {c['flagged']:8d} {c['same_result']}", flush=True)
+            out.append(c)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=500)
@@ -438,6 +502,9 @@ def main() -> None:
     ap.add_argument("--removal-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--only-removal", action="store_true",
                     help="run only the removal section (seconds instead of ~10 minutes)")
+    ap.add_argument("--only-clearing", action="store_true",
+                    help="run only the clearing section, full scan vs frustum pre-filter (about a minute)")
+    ap.add_argument("--clearing-repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smoke run: 40 frames, small queries")
     ap.add_argument("--out", type=Path, default=None, help="write results as JSON")
     a = ap.parse_args()
@@ -451,6 +518,12 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
     print(f"# voxel map benchmark — {machine}, torch {torch.__version__}")
     t0 = time.perf_counter()
+    if a.only_clearing:
+        clearing = run_clearing(a.clearing_sizes, a.clearing_repeats)
+        if a.out:
+            a.out.write_text(json.dumps({"machine": machine, "torch": torch.__version__, "clearing": clearing},
+                                        indent=1))
+        return
     print("\n## removing 200 voxels (free-space clearing), 768-d fp16, CPU ms: tail fill vs full compaction")
     removal = [bench_removal(n) for n in a.removal_sizes]
     for r in removal:
@@ -486,10 +559,7 @@ def main() -> None:
                   f"{c['max_ulps']:9.1f} {100 * c['frac_outside_bound']:8.2f}")
     print("\n## key-index cost per frame vs map size (20k points, 5k new voxels, CPU ms: median mean max)")
     index = bench_index(a.index_sizes)
-    print("\n## free-space clearing, one 640x480 frame vs map size (CPU ms)")
-    clearing = [bench_clearing_at(n) for n in a.clearing_sizes]
-    for c in clearing:
-        print(f"{c['voxels']:9d} {c['ms']:9.1f}")
+    clearing = run_clearing(a.clearing_sizes, a.clearing_repeats)
     print("\n## query time vs map size (1 query)")
     print(f"{'voxels':>9} {'cached ms':>10} {'raw768 ms':>10} {'align/query ms':>14}")
     queries = bench_queries(a.query_sizes, set(a.align_sizes))

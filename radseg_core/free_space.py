@@ -11,8 +11,11 @@ grazing ones included:
   clearing (unknown is not free).
 * ``margin = 2 * voxel_size + 0.02 * z`` (depth noise), and voxels hit by the same frame are spared.
 
-Cost is O(map voxels) per frame (one 3x3 transform and a gather each) plus a min-pool pyramid of the
-depth image; no ray marching.
+Only voxels inside the frustum's bounding box can be flagged (:func:`frustum_voxel_box`): the map
+looks them up in its sorted key index, so a frame costs O(voxels near the camera) (one 3x3 transform
+and a gather each) plus a min-pool pyramid of the depth image, not O(map); no ray marching. Measured
+(docs/benchmarks.md, 640x480, CPU): 1M voxels over 100 m x 100 m, 9.0 ms vs 109.8 ms projecting every
+voxel (12x); all 1M voxels in view, 100.9 vs 112.8 ms (the pre-filter costs nothing noticeable).
 """
 
 from __future__ import annotations
@@ -52,6 +55,47 @@ def _shift(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     else:
         out.narrow(dim, 0, n + k).copy_(x.narrow(dim, -k, n + k))
     return out
+
+
+def frustum_voxel_box(
+    depth: torch.Tensor,
+    K: np.ndarray,
+    T_world_cam: np.ndarray,
+    voxel_size: float,
+    grid_shift: float = 0.0,
+    *,
+    min_depth: float = 0.0,
+    max_depth: float = float("inf"),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inclusive int64 (3,) bounds ``lo, hi`` of voxel indices (``VoxelMap.voxel_indices`` coordinates,
+    cell i centred at ``(i + 0.5 - grid_shift) * voxel_size``) holding every voxel :func:`free_voxels`
+    can flag for this frame; ``lo > hi`` somewhere when none.
+
+    A flagged voxel has camera depth ``z < d_min - margin`` <= the largest valid depth (clamped to
+    ``max_depth``), ``z > min_depth`` and a pixel inside the image, so it lies in the frustum of the
+    image (widened by half a pixel) between those depths: the box of its 8 corners, in float64 (far
+    origins), padded by one voxel so float32 rounding in :func:`free_voxels` cannot escape it.
+    """
+    empty = (torch.zeros(3, dtype=torch.int64), torch.full((3,), -1, dtype=torch.int64))
+    far = min(float(torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).amax()), max_depth)  # no mask copy
+    near = max(min_depth, 0.0)
+    if not far > near:  # also no valid (finite, positive) depth at all
+        return empty
+    H, W = depth.shape
+    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+    u = (np.array([-1.0, W]) - cx) / fx  # pixels round to [0, W-1], i.e. u in [-0.5, W - 0.5): widened
+    v = (np.array([-1.0, H]) - cy) / fy
+    rays = np.array([[a, b, 1.0] for a in u for b in v])
+    corners = np.concatenate([rays * near, rays * far])  # camera frame; near = 0 gives the apex
+    T = np.asarray(T_world_cam, np.float64)
+    world = corners @ T[:3, :3].T + T[:3, 3]
+    s = grid_shift - 0.5  # centre of cell i is (i - s) * voxel_size
+    lo = np.floor(world.min(axis=0) / voxel_size + s) - 1
+    hi = np.ceil(world.max(axis=0) / voxel_size + s) + 1
+    lim = float(1 << 40)  # a huge depth must not overflow int64; keys span far less
+    return torch.from_numpy(np.clip(lo, -lim, lim).astype(np.int64)), torch.from_numpy(
+        np.clip(hi, -lim, lim).astype(np.int64)
+    )
 
 
 def free_voxels(

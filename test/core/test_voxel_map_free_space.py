@@ -1,13 +1,26 @@
 """Free-space clearing: a removed object disappears; static surfaces, grazing ones included, stay."""
 
+import functools
 import math
 
 import numpy as np
+import pytest
 import torch
 
+import radseg_core.voxel_map as voxel_map_module
 from radseg_core.free_space import free_voxels, min_pool_pyramid
+from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap
+
+
+@pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
+def _chunking(request, monkeypatch):
+    """Every test runs twice: default chunks, and 4-row chunks with doubling every 4 chunks, so gathers,
+    scatters, moves and merges across many chunks meet the same reference results."""
+    if request.param == "chunks-tiny":
+        monkeypatch.setattr(voxel_map_module, "SlotStore", functools.partial(SlotStore, min_rows=4, max_chunks=4))
+
 
 H, W, F = 120, 160, 100.0
 K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
@@ -91,3 +104,136 @@ def test_static_floor_at_grazing_angles_is_not_eroded():
     assert len(plain) > 1000
     assert cleared.cleared == 0 and len(cleared) == len(plain)
     assert torch.equal(cleared.hits().sort().values, plain.hits().sort().values)
+
+
+# ---------------------------------------------------------------- frustum pre-filter (exact vs full scan)
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def random_map(rng: np.random.Generator, grid: str, origin: np.ndarray, n: int = 6000, extent: float = 8.0,
+               voxel: float = 0.1) -> VoxelMap:
+    """Voxels scattered over a cube of side ``extent`` at ``origin``, 1-4 hits each, in several runs."""
+    vm = VoxelMap(voxel_size=voxel, dim=1, dtype=torch.float32, grid=grid, free_space_decay=0.5)
+    pts = origin + (rng.random((n, 3)) - 0.5) * extent
+    reps = rng.integers(1, 5, n)
+    pts = np.repeat(pts, reps, axis=0) + rng.normal(scale=1e-4, size=(int(reps.sum()), 3))
+    pts = torch.from_numpy(pts)
+    for chunk in torch.tensor_split(pts, [len(pts) * 70 // 100, len(pts) * 90 // 100, len(pts) * 97 // 100]):
+        vm.integrate_points(chunk, torch.zeros(len(chunk), 1))  # decreasing batches: several runs
+    return vm
+
+
+def random_depth(rng: np.random.Generator) -> torch.Tensor:
+    """Blocky depth (0.3-8 m) with patches of unknown depth (0, NaN, inf) and a few far readings."""
+    blocks = rng.uniform(0.3, 8.0, (H // 10 + 1, W // 10 + 1))
+    d = np.kron(blocks, np.ones((10, 10)))[:H, :W] + rng.normal(scale=0.01, size=(H, W))
+    for bad in (0.0, np.nan, np.inf):  # unknown depth comes in patches (it blocks clearing around it)
+        r, c = rng.integers(0, H - 10), rng.integers(0, W - 10)
+        d[r : r + rng.integers(1, 10), c : c + rng.integers(1, 10)] = bad
+    d[rng.random((H, W)) < 0.005] = 30.0
+    return torch.from_numpy(d.astype(np.float32))
+
+
+def full_scan_reference(vm: VoxelMap, depth, K_, T, hit_keys, min_depth, max_depth) -> tuple[dict, int]:
+    """Expected key -> hits after one clearing, by projecting every voxel (the rule before the pre-filter),
+    and how many voxels it flags."""
+    free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, min_depth=min_depth,
+                       max_depth=max_depth)
+    keys, hits = vm.keys(), vm.hits().clone()
+    flag = free & ~torch.isin(keys, hit_keys)
+    hits[flag] = torch.floor(hits[flag].double() * (1.0 - vm.free_space_decay)).to(torch.int32)
+    return {k: h for k, h in zip(keys.tolist(), hits.tolist(), strict=True) if h > 0}, int(flag.sum())
+
+
+def test_prefiltered_clearing_equals_full_scan_on_random_maps_and_poses():
+    rng = np.random.default_rng(0)
+    flagged_total = removed_total = 0
+    for trial in range(16):
+        grid = ("floor", "round")[trial % 2]
+        origin = np.array([1.0e6, -2.0e6, 30.0]) if trial % 4 >= 2 else np.zeros(3)  # 1,000 km: far origin
+        vm = random_map(rng, grid, origin)
+        if trial % 4 >= 2:
+            assert vm.origin_voxel.abs().max() > 1 << 20
+        for _ in range(4):
+            T = np.eye(4)
+            T[:3, :3] = random_rotation(rng)
+            T[:3, 3] = origin + rng.uniform(-3, 3, 3)
+            depth = random_depth(rng)
+            min_depth, max_depth = (0.0, math.inf) if rng.random() < 0.5 else (0.5, float(rng.uniform(2, 9)))
+            keys = vm.keys()
+            hit_keys = torch.unique(torch.cat([keys[torch.randperm(len(keys))[:300]], torch.arange(50)]))
+            vm.free_space_decay = float(rng.choice([0.3, 0.5, 1.0]))
+            expected, flagged = full_scan_reference(vm, depth, K, T, hit_keys, min_depth, max_depth)
+            before, cleared = len(vm), vm.cleared
+            vm._clear_free_space(depth, K, T, hit_keys, min_depth, max_depth)
+            got = dict(zip(vm.keys().tolist(), vm.hits().tolist(), strict=True))
+            assert got == expected
+            assert vm.cleared - cleared == before - len(expected)
+            assert 0 < vm.last_clearing_candidates < before  # something is in view, not everything
+            flagged_total += flagged
+            removed_total += before - len(expected)
+    assert flagged_total > 1000 and removed_total > 200  # not vacuous: many voxels decayed, some removed
+
+
+def test_frustum_box_contains_the_flagged_voxels_and_is_empty_without_depth():
+    from radseg_core.free_space import frustum_voxel_box
+
+    depth = torch.full((H, W), 2.0)
+    lo, hi = frustum_voxel_box(depth, K, np.eye(4), 0.1)
+    assert lo.dtype == hi.dtype == torch.int64
+    # looking down +z from the origin, 2 m deep; half widths 2 * (W/2) / F = 1.6 m and 1.2 m (+ padding)
+    assert lo.tolist() == [-18, -14, -2] and hi.tolist() == [17, 13, 21]
+    lo, hi = frustum_voxel_box(depth, K, np.eye(4), 0.1, max_depth=1.0)
+    assert hi[2] == 11  # the box stops at max_depth when the depth reaches beyond it
+    for bad in (torch.zeros(H, W), torch.full((H, W), float("nan"))):
+        lo, hi = frustum_voxel_box(bad, K, np.eye(4), 0.1)
+        assert (lo > hi).any()
+
+
+def brute_force_box(vm: VoxelMap, lo, hi) -> set:
+    idx = vm.voxel_indices()
+    inside = ((idx >= torch.as_tensor(lo)) & (idx <= torch.as_tensor(hi))).all(dim=1)
+    slots = torch.nonzero(inside, as_tuple=True)[0]
+    return set(zip(vm.keys()[slots].tolist(), slots.tolist(), strict=True))
+
+
+def test_slots_in_box_equals_brute_force_including_after_removals():
+    rng = np.random.default_rng(1)
+    for origin in (np.zeros(3), np.array([-1.0e6, 3.0e5, 5.0])):
+        vm = random_map(rng, "floor", origin, n=5000, extent=20.0, voxel=0.1)
+        assert len(vm._runs) >= 2
+        centre = vm.voxel_indices().median(dim=0).values
+        for step in range(30):
+            if step % 10 == 9:  # removals rebuild the runs
+                vm._remove(torch.from_numpy(rng.random(len(vm)) < 0.2))
+            if step % 10 == 4:
+                pts = origin + (rng.random((300, 3)) - 0.5) * 20.0
+                vm.integrate_points(torch.from_numpy(pts), torch.zeros(300, 1))
+            half = rng.integers(0, 120, 3)
+            lo = centre + torch.from_numpy(rng.integers(-100, 100, 3)) - torch.from_numpy(half)
+            hi = lo + torch.from_numpy(2 * half - rng.integers(0, 3, 3))  # sometimes empty (hi < lo)
+            keys, slots = vm._slots_in_box(lo, hi)
+            got = set(zip(keys.tolist(), slots.tolist(), strict=True))
+            assert len(got) == keys.numel()
+            assert got == brute_force_box(vm, lo, hi)
+        everything = vm._slots_in_box(torch.full((3,), -(1 << 40)), torch.full((3,), 1 << 40))[1]
+        assert sorted(everything.tolist()) == list(range(len(vm)))
+
+
+def test_robot_in_a_big_map_projects_only_the_voxels_near_the_camera():
+    rng = np.random.default_rng(2)
+    vm = VoxelMap(dim=2, dtype=torch.float16, free_space_decay=0.5)
+    pts = rng.random((60_000, 3)) * [100.0, 100.0, 2.0] - [50.0, 50.0, 0.0]  # a 100 m x 100 m floor
+    vm.integrate_points(torch.from_numpy(pts), torch.zeros(60_000, 2))
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # optical z along world +x, optical y down
+    T[:3, 3] = [3.0, 1.0, 1.0]
+    vm.integrate_frame(frame(np.full((H, W), 3.0), T), torch.ones(2, 4, 5))
+    assert 0 < vm.last_clearing_candidates < 0.01 * len(vm), vm.last_clearing_candidates
