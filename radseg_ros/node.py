@@ -515,7 +515,7 @@ class RadsegNode(Node):
         if pl is None:
             return msg
         t = ", ".join(f"{v:.3f}" for v in pl.T_target_source[:3, 3])
-        how = ("exact: 90-degree rotation and whole-voxel shift" if pl.exact
+        how = ("exact: a multiple of 90 degrees and whole voxels, no voxel merged" if pl.exact
                else f"resampled: {pl.merged} of {pl.source_voxels} voxels merged into shared cells")
         return (f"{msg}, placed from frame '{info.file_frame}' into '{info.frame_id}' by TF "
                 f"(translation [{t}] m; {how})")
