@@ -7,6 +7,7 @@ and the tests run the same code. Not thread-safe on its own: the node serialises
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from radseg_core.geometry import (
     validate_rigid_transform,
 )
 from radseg_core.map_io import MapFileError, load_map, save_map
+from radseg_core.placement import Placement, place_map
 from radseg_core.query import AlignedFeatures, ClassLabels, map_cosines, query_map
 from radseg_core.registration import register_depth
 from radseg_core.types import Candidate, Frame, QueryResult
@@ -83,6 +85,17 @@ class Encoded:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class LoadInfo:
+    """What the last successful ``SemanticMapper.load`` did (for the caller's message)."""
+
+    voxels: int
+    file_frame: str  # the file's frame_id
+    frame_id: str  # the map frame now
+    adopted: bool  # the map frame changed to the file's
+    placement: Placement | None  # set when the voxels were re-voxelised into the map frame
+
+
 @dataclass
 class FrameOutput:
     """What one processed frame gives back to the caller."""
@@ -133,11 +146,12 @@ class SemanticMapper:
             )
         self.encoder = encoder
         self.map = self._new_map()
-        # Queries and cloud labels need every voxel in text space. The cache re-aligns only voxels changed
-        # since its last use, at the price of a second copy of the features; without it each use
-        # re-aligns the whole map in chunks (slower, no extra memory).
+        # Queries need every voxel in text space. The opt-in cache re-aligns only voxels changed since its
+        # last use, at the price of a second copy of the features; without it a query aligns the map chunk
+        # by chunk (slower on CPU, no extra memory). Cloud labels are cached either way (12 B/voxel).
         self._aligned = AlignedFeatures(encoder.align) if config.cache_aligned else None
         self._labels = ClassLabels(encoder.align)  # cloud labels, 12 B/voxel, refreshed where the map changed
+        self.last_load: LoadInfo | None = None
 
     # ----------------------------------------------------------------- configuration
     def _new_map(self) -> VoxelMap:
@@ -332,12 +346,30 @@ class SemanticMapper:
         save_map(self.map, path)
         return len(self.map)
 
-    def load(self, path: str | Path, *, adopt_frame: bool = False) -> int:
+    def load(
+        self,
+        path: str | Path,
+        *,
+        adopt_frame: bool = False,
+        T_map_file: np.ndarray | Callable[[str], np.ndarray] | None = None,
+    ) -> int:
         """Replace the map with the file's; on any refusal (MapFileError) the current map stays untouched.
 
         The file must match the running configuration: mode, voxel size, feature size, model and the
-        map frame (``adopt_frame=True`` takes the file's frame_id instead of refusing it).
+        map frame. A file in another frame is refused unless it can be placed or adopted:
+
+        * ``T_map_file``: 4x4 rigid transform file frame -> map frame; the voxels are re-voxelised into the
+          map frame (``radseg_core.placement``: exact for 90° rotations and whole-voxel shifts, resampled
+          otherwise). An array is applied as given (also to a file whose frame_id equals the map's: two
+          sessions' "map" frames need not coincide); a callable ``f(file_frame) -> T`` is asked only when
+          the frames differ (the node's TF lookup), and may raise MapFileError to refuse.
+        * ``adopt_frame=True``: take the file's frame_id as the map frame instead (voxels unchanged).
+
+        Returns the voxel count; ``last_load`` says what was done (frames, placement, merged voxels).
         """
+        if adopt_frame and T_map_file is not None:
+            raise ValueError("adopt_frame and T_map_file exclude each other: adopt the file's frame or place "
+                             "the map in this one")
         loaded = load_map(path, device=self.device, residual_rows=self.config.residual_rows)
         c = self.config
         expected_dim = self.encoder.feature_dim if loaded.mode == "features" else loaded.dim
@@ -355,19 +387,30 @@ class SemanticMapper:
                 f"'{self.encoder.model_name}': features are not comparable"
             )
         file_frame = loaded.metadata.get("frame_id") or c.frame_id
-        if file_frame != c.frame_id and not adopt_frame:
+        placement = None
+        if T_map_file is not None and (not callable(T_map_file) or file_frame != c.frame_id):
+            T = T_map_file(file_frame) if callable(T_map_file) else T_map_file
+            try:
+                loaded, placement = place_map(loaded, T)
+            except ValueError as e:
+                raise MapFileError(f"{path}: frame '{file_frame}' -> '{c.frame_id}': {e}") from None
+            loaded.metadata["frame_id"] = c.frame_id
+        elif file_frame != c.frame_id and not adopt_frame:
             raise MapFileError(
-                f"{path}: map is in frame '{file_frame}', this node maps in '{c.frame_id}'; "
-                "load with adopt_frame to take the file's frame"
+                f"{path}: map is in frame '{file_frame}', this node maps in '{c.frame_id}'; give the transform "
+                f"'{file_frame}' -> '{c.frame_id}' to place it, or load with adopt_frame to take the file's frame"
             )
         if loaded.mode == "probabilities":
             self.config.classes = list(loaded.metadata.get("classes") or self.config.classes)
-        if adopt_frame:
+        adopted = adopt_frame and file_frame != c.frame_id
+        if adopted:
             self.config.frame_id = file_frame
+        loaded.metadata["frame_id"] = self.config.frame_id
         loaded.max_hits = c.max_hits
         loaded.free_space_decay = c.free_space_decay
         loaded.max_voxels = c.max_voxels
         self.map = loaded
+        self.last_load = LoadInfo(len(loaded), file_frame, self.config.frame_id, adopted, placement)
         return len(loaded)
 
     def cloud(self) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from radseg_core.map_io import MapFileError
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
 from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
@@ -161,7 +162,11 @@ class RadsegNode(Node):
         return p
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        changes = {prm.name: prm.value for prm in params if prm.name in SPECS}
+        # only real changes: setting map_frame after load_map adopted a frame must not rebuild the mapper config
+        changes = {prm.name: prm.value for prm in params
+                   if prm.name in SPECS and prm.value != getattr(self.p, prm.name)}
+        if not changes:
+            return SetParametersResult(successful=True)
         for name, value in changes.items():
             reason = validate(name, value, self.p)
             if reason:
@@ -273,7 +278,7 @@ class RadsegNode(Node):
                 return False
             self._reject(_tf_reason(exc), f"frame at {conv.stamp_to_sec(rgb.header.stamp):.3f}: {exc}")
             return True
-        self.worker.offer((*frame, T, T_rgb_depth))
+        self.worker.offer((*frame, T, T_rgb_depth, self._pose_inputs.map_frame))
         return True
 
     def _retry_waiting(self) -> None:
@@ -300,7 +305,7 @@ class RadsegNode(Node):
 
     def _process(self, item: tuple) -> None:
         """Worker thread: convert, encode, integrate, publish the segmentation."""
-        t_in, age, rgb_msg, depth_msg, _, (k, size), depth_camera, T, T_rgb_depth = item
+        t_in, age, rgb_msg, depth_msg, _, (k, size), depth_camera, T, T_rgb_depth, placed_in = item
         queue_wait = time.monotonic() - t_in
         t0 = time.perf_counter()
         try:
@@ -329,7 +334,12 @@ class RadsegNode(Node):
             self._reject("invalid_frame", str(exc))
             return
         with self.map_lock:
-            result = self.mapper.integrate(frame, encoded)
+            stale = placed_in != self.p.map_frame  # load_map adopted another frame meanwhile
+            result = None if stale else self.mapper.integrate(frame, encoded)
+        if result is None:
+            self._reject("map_frame_changed", f"frame at {frame.stamp:.3f} was placed in [{placed_in}] before "
+                         f"load_map adopted [{self.p.map_frame}]")
+            return
         t2 = time.perf_counter()
         self._count_result(result)
         if not self.context.ok():  # shutting down: the map is updated, publishing is no longer possible
@@ -473,14 +483,58 @@ class RadsegNode(Node):
         """save_map / load_map: confined path, map lock, and on failure a reason with the map unchanged."""
         try:
             path = self._map_path(req.path, create_parent=save)
-            with self.map_lock:
-                res.voxels = self.mapper.save(path) if save else self.mapper.load(path)
-            done = f"saved {res.voxels} voxels to" if save else f"loaded {res.voxels} voxels from"
-            res.success, res.message = True, f"{done} {path}"
+            if save:
+                with self.map_lock:
+                    res.voxels = self.mapper.save(path)
+                res.success, res.message = True, f"saved {res.voxels} voxels to {path}"
+            else:
+                res.success, res.message, res.voxels = True, self._load(path, req.adopt_frame), len(self.mapper)
         except (MapPathError, OSError, ValueError) as exc:
             res.success, res.message = False, f"{'save' if save else 'load'} failed, map unchanged: {exc}"
             res.voxels = len(self.mapper)
         return res
+
+    def _load(self, path: Path, adopt_frame: bool) -> str:
+        """Load a map file: placed into map_frame by TF, or (adopt_frame) switching the node to its frame.
+
+        Adopting moves everything the node publishes or resolves in its map frame (clouds, markers, query
+        positions, pose lookups, the ``map_frame`` parameter) to the file's frame: a robot that loads last
+        session's ``odom`` map wants to keep mapping into it, and a node whose clouds said ``map`` while
+        its voxels were in ``odom`` would mislead every consumer.
+        """
+        with self.map_lock:
+            self.mapper.load(path, adopt_frame=adopt_frame, T_map_file=None if adopt_frame else self._tf_place)
+            info = self.mapper.last_load
+            if info.adopted:  # under the lock: a frame placed in the old map frame is refused, not integrated
+                self.p = replace(self.p, map_frame=info.frame_id)
+                self._pose_inputs = replace(self._pose_inputs, map_frame=info.frame_id)
+        msg = f"loaded {info.voxels} voxels from {path}"
+        if info.adopted:
+            self.set_parameters([Parameter("map_frame", Parameter.Type.STRING, info.frame_id)])
+            self.get_logger().warning(f"load_map adopted the file's frame: map_frame is now '{info.frame_id}'")
+            return f"{msg}; adopted its frame '{info.frame_id}' as the map frame (clouds and queries now use it)"
+        pl = info.placement
+        if pl is None:
+            return msg
+        t = ", ".join(f"{v:.3f}" for v in pl.T_target_source[:3, 3])
+        how = ("exact: a multiple of 90 degrees and whole voxels, no voxel merged" if pl.exact
+               else f"resampled: {pl.merged} of {pl.source_voxels} voxels merged into shared cells")
+        return (f"{msg}, placed from frame '{info.file_frame}' into '{info.frame_id}' by TF "
+                f"(translation [{t}] m; {how})")
+
+    def _tf_place(self, file_frame: str) -> np.ndarray:
+        """``T_map_file`` from TF at the latest common time; MapFileError naming both ways out otherwise."""
+        map_frame = self.p.map_frame
+        ways_out = (f"publish TF between '{map_frame}' and '{file_frame}' (e.g. a static transform), or call "
+                    "load_map with adopt_frame: true to map in the file's frame")
+        if self.tf_buffer is None:
+            raise MapFileError(f"map is in frame '{file_frame}', this node maps in '{map_frame}', and no TF "
+                               f"listener runs to relate them: {ways_out}")
+        try:
+            return self.tf_buffer.lookup(map_frame, file_frame, 0.0)
+        except TransformError as exc:
+            raise MapFileError(f"map is in frame '{file_frame}', this node maps in '{map_frame}', and TF cannot "
+                               f"place it ({exc}): {ways_out}") from exc
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         with self.map_lock:

@@ -84,7 +84,8 @@ SPECS: dict[str, Spec] = {
     "pose_is_optical": Spec(True, "pose is of the optical frame (REP-103 z forward); false: body frame "
                             "(x forward) and the fixed optical rotation is applied"),
     "camera_frame": Spec("", "optical frame for tf lookups ('' = the image header's frame_id)"),
-    "map_frame": Spec("map", "fixed frame of the map and all published clouds"),
+    "map_frame": Spec("map", "fixed frame of the map and all published clouds; load_map with adopt_frame "
+                      "switches it to the file's frame"),
     "camera_extrinsic": Spec("", "camera mounting 'x y z qx qy qz qw' (T_body_optical) for an Odometry "
                              "child_frame_id that TF does not relate to the image frame ('' = from TF)"),
     "tf_wait_timeout": Spec(0.5, "seconds a synchronised frame waits for its transforms (TF arriving after "

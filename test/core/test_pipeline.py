@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from radseg_core.pipeline import MapperConfig, SemanticMapper
 
@@ -138,3 +139,44 @@ def test_out_of_range_points_are_reported_per_frame(encoder):
     with pytest.warns(RuntimeWarning, match="key range"):
         out = m.process(far)
     assert out.points == 0 and out.out_of_range == 96 * 128
+
+
+def test_load_places_a_map_from_another_frame(encoder, tmp_path):
+    from radseg_core.map_io import MapFileError
+
+    odom = mapper_with(encoder, frame_id="odom")
+    odom.process(wall_frame(odom))
+    odom.save(tmp_path / "odom.rsmap")
+    T = np.eye(4)
+    T[:3, 3] = (1.0, -2.0, 0.5)  # whole voxels at 5 cm: an exact shift
+    m = mapper_with(encoder)
+    m.process(wall_frame(m, x=0.3))
+    before = m.map.values().clone()
+    asked = []
+
+    def refuse(frame: str) -> np.ndarray:
+        asked.append(frame)
+        raise MapFileError(f"no transform from '{frame}'")
+
+    with pytest.raises(MapFileError, match="no transform from 'odom'"):
+        m.load(tmp_path / "odom.rsmap", T_map_file=refuse)
+    assert asked == ["odom"] and torch.equal(m.map.values(), before)
+    with pytest.raises(MapFileError, match="orthonormal"):
+        m.load(tmp_path / "odom.rsmap", T_map_file=np.diag([2.0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="exclude"):
+        m.load(tmp_path / "odom.rsmap", T_map_file=T, adopt_frame=True)
+    assert torch.equal(m.map.values(), before) and m.config.frame_id == "map"
+
+    assert m.load(tmp_path / "odom.rsmap", T_map_file=lambda frame: T) == len(odom)
+    info = m.last_load
+    assert (info.file_frame, info.frame_id, info.adopted) == ("odom", "map", False)
+    assert info.placement.exact and info.placement.merged == 0
+    assert m.map.metadata["frame_id"] == "map" and m.config.frame_id == "map"
+    np.testing.assert_allclose(np.sort(m.map.centers(torch.float64).numpy(), axis=0),
+                               np.sort(odom.map.centers(torch.float64).numpy() + T[:3, 3], axis=0), atol=1e-9)
+    # a callable is asked only when the frames differ; an array is applied as given
+    m.save(tmp_path / "map.rsmap")
+    assert m.load(tmp_path / "map.rsmap", T_map_file=refuse) > 0 and m.last_load.placement is None
+    assert asked == ["odom"]
+    m.load(tmp_path / "map.rsmap", T_map_file=np.eye(4))
+    assert m.last_load.placement is not None and m.last_load.placement.exact
