@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from radseg_core.free_space import free_voxels, frustum_voxel_box  # noqa: E402
 from radseg_core.geometry import backproject_depth, optical_from_body_pose, transform_points  # noqa: E402
-from radseg_core.query import AlignedFeatures, align_and_normalize, cosine_scores  # noqa: E402
+from radseg_core.query import AlignedFeatures, cosine_scores, map_cosines  # noqa: E402
 from radseg_core.types import Frame  # noqa: E402
 from radseg_core.voxel_map import VoxelMap, pack_keys  # noqa: E402
 
@@ -149,6 +149,7 @@ def bench_integration(n_frames: int, checkpoints: list[int], window: int, baseli
                 "points": n_pts,
                 "cpu_ms": 1e3 * (time.process_time() - t0),
                 "wall_ms": 1e3 * (time.perf_counter() - t_wall),
+                "bytes_per_voxel": vm.nbytes() / len(vm),  # after every update, not only at checkpoints
             }
         )
         if i in checkpoints:
@@ -210,7 +211,8 @@ def tiled_random(n: int, dim: int, gen: torch.Generator, unit: bool = False, blo
 def bench_queries(sizes: list[int], align_sizes: set[int], text_dim: int = 1152, touched: int = 50_000) -> dict:
     """Query cost vs map size: cached aligned copy, raw 768-d, and aligning the whole map per query."""
     gen = torch.Generator().manual_seed(2)
-    align_lin = torch.nn.Linear(D, text_dim)
+    # Stand-in with the SigLIP2 adaptor head's shape (an MLP 768 -> 1536 -> 1152), random weights.
+    align_lin = torch.nn.Sequential(torch.nn.Linear(D, 1536), torch.nn.GELU(), torch.nn.Linear(1536, text_dim))
     text = torch.randn(1, text_dim, generator=gen)
     rows = []
     with torch.no_grad():
@@ -221,9 +223,13 @@ def bench_queries(sizes: list[int], align_sizes: set[int], text_dim: int = 1152,
             row["query_cached_ms"] = 1e3 * min(cpu_timed(cosine_scores, aligned, text)[0] for _ in range(3))
             row["query_raw768_ms"] = 1e3 * min(cpu_timed(cosine_scores, values, text[:, :D])[0] for _ in range(3))
             row["query_align_each_time_ms"] = None
-            if n in align_sizes:
-                t, _ = cpu_timed(lambda v=values: cosine_scores(align_and_normalize(v, align_lin), text))
+            if n in align_sizes:  # the default (no cache): the chunked map aligned chunk by chunk
+                vm = VoxelMap(voxel_size=VOXEL, dim=D, dtype=torch.float16)
+                vm._restore(torch.randperm(1 << 30, generator=gen)[:n].long(), values, torch.zeros(n, 3).half(),
+                            torch.ones(n), torch.zeros(n, dtype=torch.int32), 1)
+                t, _ = cpu_timed(map_cosines, vm, text, align_lin)
                 row["query_align_each_time_ms"] = 1e3 * t
+                del vm
             del values, aligned
             a = row["query_align_each_time_ms"]
             print(
@@ -356,6 +362,31 @@ def bench_drift(n_static: int, n_changed: int, dim: int = D, seed: int = 0) -> d
     return {"n_static": n_static, "n_changed": n_changed, "dim": dim, "options": results}
 
 
+def bench_memory_growth(target: int, step: int = 50_000, dim: int = D) -> list[dict]:
+    """Grow a 768-d fp16 map to ``target`` voxels, ``step`` new ones per update (plus revisits); after
+    every update: bytes per voxel (everything the map holds) and allocated / used. Peak RSS growth of
+    the process is reported too (it includes each update's temporaries: the step's fp32 input)."""
+    import resource
+
+    gen = torch.Generator().manual_seed(4)
+    vm = VoxelMap(voxel_size=1.0, dim=dim, dtype=torch.float16)
+    rows = []
+    side = 1000
+    prev = torch.zeros(0, 3, dtype=torch.int64)
+    for i in range(-(-target // step)):
+        lin = torch.arange(i * step, (i + 1) * step)
+        ijk = torch.stack([lin % side, (lin // side) % side, lin // (side * side)], 1)
+        pts = torch.cat([ijk, prev[: step // 10]]).double() + 0.5  # new voxels + revisits of the last slab
+        t, _ = cpu_timed(vm.integrate_points, pts, torch.randn(pts.shape[0], dim, generator=gen))
+        prev = ijk
+        st = vm.memory_stats()
+        st.update(update_ms=1e3 * t, maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        rows.append(st)
+        print(f"{st['voxels']:9d} {st['bytes_per_voxel']:9.1f} {st['allocated_over_used']:9.4f} "
+              f"{st['chunk_rows']:7d} {st['chunks']:7d} {st['residual_rows']:7d} {st['update_ms']:9.0f}", flush=True)
+    return rows
+
+
 def bench_index(sizes: list[int], repeats: int = 40, n_points: int = 20_000, n_new: int = 5_000) -> list[dict]:
     """Per-frame cost of finding / inserting keys as the map grows (dim 1: the key index dominates)."""
     rows = []
@@ -389,8 +420,9 @@ def full_scan_clear(vm: VoxelMap, depth: torch.Tensor, K_: np.ndarray, T: np.nda
     idx = idx[~torch.isin(vm.keys()[idx], hit_keys)]
     if idx.numel() == 0:
         return
-    h = torch.floor(vm._hits[idx].double() * (1.0 - vm.free_space_decay)).to(torch.int32)
-    vm._hits[idx] = h
+    at = vm._store.locate(idx)
+    h = torch.floor(vm._store.gather("hits", at).double() * (1.0 - vm.free_space_decay)).to(torch.int32)
+    vm._store.scatter("hits", at, h)
     remove = torch.zeros(len(vm), dtype=torch.bool)
     remove[idx[h <= 0]] = True
     vm.cleared += vm._remove(remove)
@@ -454,19 +486,24 @@ def bench_removal(n: int, removed: int = 200, repeats: int = 5) -> dict:
                     torch.ones(n, dtype=torch.int32), torch.zeros(n, dtype=torch.int32), 1)
         return vm
 
-    def full_compaction(vm: VoxelMap, remove: torch.Tensor) -> None:
+    def contiguous() -> list[torch.Tensor]:
+        """The slot arrays of the storage before chunking (keys, values, colours, hits, clock, residual row)."""
+        return [keys.clone(), torch.randn(n, D, generator=gen).half(), torch.zeros(n, 3).half(),
+                *(torch.zeros(n, dtype=torch.int32) for _ in range(3))]
+
+    def full_compaction(arrays: list[torch.Tensor], remove: torch.Tensor) -> None:
         keep, m = ~remove, n - int(remove.sum())
-        for name in ("_keys", "_values", "_colors", "_hits", "_last_seen", "_row_of"):
-            t = getattr(vm, name)
+        for t in arrays:
             t[:m] = t[:n][keep]
 
     times = {"tail_fill_ms": [], "full_compaction_ms": []}
     for _ in range(repeats):
         remove = torch.zeros(n, dtype=torch.bool)
         remove[torch.randperm(n, generator=gen)[:removed]] = True
-        for name, fn in (("tail_fill_ms", VoxelMap._remove), ("full_compaction_ms", full_compaction)):
-            vm = fresh()
-            t, _ = cpu_timed(fn, vm, remove)
+        for name, fn, make in (("tail_fill_ms", VoxelMap._remove, fresh),
+                               ("full_compaction_ms", full_compaction, contiguous)):
+            target = make()
+            t, _ = cpu_timed(fn, target, remove)
             times[name].append(1e3 * t)
     out = {"voxels": n, "removed": removed, **{k: float(np.median(v)) for k, v in times.items()}}
     out["ratio"] = out["full_compaction_ms"] / out["tail_fill_ms"]
@@ -500,6 +537,8 @@ def main() -> None:
     ap.add_argument("--index-sizes", type=int, nargs="+", default=[100_000, 2_000_000])
     ap.add_argument("--clearing-sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--removal-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--growth-voxels", type=int, default=1_000_000, help="memory-growth section target")
+    ap.add_argument("--only-memory", action="store_true", help="run only the memory-growth section")
     ap.add_argument("--only-removal", action="store_true",
                     help="run only the removal section (seconds instead of ~10 minutes)")
     ap.add_argument("--only-clearing", action="store_true",
@@ -513,11 +552,19 @@ def main() -> None:
         a.query_sizes, a.align_sizes = [10_000, 50_000], [10_000]
         a.window = 3
         a.drift_updates, a.index_sizes, a.clearing_sizes = [500, 100], [10_000, 50_000], [10_000]
+        a.growth_voxels = 100_000
     torch.set_num_threads(a.threads)
     checkpoints = [c for c in a.checkpoints if c <= a.frames]
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
     print(f"# voxel map benchmark — {machine}, torch {torch.__version__}")
     t0 = time.perf_counter()
+    if a.only_memory:
+        print(f"{'voxels':>9} {'B/voxel':>9} {'alloc/use':>9} {'rows':>7} {'chunks':>7} {'resid':>7} {'ms':>9}")
+        growth = bench_memory_growth(a.growth_voxels)
+        if a.out:
+            a.out.write_text(json.dumps({"machine": machine, "torch": torch.__version__, "growth": growth},
+                                        indent=1))
+        return
     if a.only_clearing:
         clearing = run_clearing(a.clearing_sizes, a.clearing_repeats)
         if a.out:
@@ -557,6 +604,9 @@ def main() -> None:
             v, c = m["values"], m["colors"]
             print(f"{name:50} {t:7d} {v['max_rel']:9.2e} {v['max_ulps']:9.1f} {100 * v['frac_outside_bound']:7.2f} "
                   f"{c['max_ulps']:9.1f} {100 * c['frac_outside_bound']:8.2f}")
+    print("\n## memory while a 768-d fp16 map grows (after every update of 50k new voxels)")
+    print(f"{'voxels':>9} {'B/voxel':>9} {'alloc/use':>9} {'rows':>7} {'chunks':>7} {'resid':>7} {'ms':>9}")
+    growth = bench_memory_growth(a.growth_voxels)
     print("\n## key-index cost per frame vs map size (20k points, 5k new voxels, CPU ms: median mean max)")
     index = bench_index(a.index_sizes)
     clearing = run_clearing(a.clearing_sizes, a.clearing_repeats)
@@ -571,6 +621,11 @@ def main() -> None:
         "bytes_per_voxel": tight,
         "bytes_per_voxel_allocated": alloc,
         "bytes_per_voxel_max_over_checkpoints": max(r["bytes_per_voxel"] for r in rows),
+        "bytes_per_voxel_max_every_frame_from_32k": max(
+            (r["bytes_per_voxel"] for r in series if r["voxels"] >= 32768), default=None),
+        "growth_bytes_per_voxel_max_from_32k": max(r["bytes_per_voxel"] for r in growth if r["voxels"] >= 32768),
+        "growth_allocated_over_used_max_from_32k": max(
+            r["allocated_over_used"] for r in growth if r["voxels"] >= 32768),
         "index_cost_ratio_largest_over_smallest": index[-1]["ms_per_frame"] / index[0]["ms_per_frame"],
     }
     print("\n## summary vs targets")
@@ -595,6 +650,7 @@ def main() -> None:
                     "removal": removal,
                     "drift": drift,
                     "index": index,
+                    "growth": growth,
                     "clearing": clearing,
                     "summary": summary,
                 },

@@ -402,10 +402,10 @@ class RadsegNode(Node):
             "dropped_latest_wins": w.dropped, "dropped_sync_queue": self._sync.dropped,
             "replaced_same_stamp": self._sync.replaced, "waiting_for_tf_now": len(self._waiting),
             "tf_backend": self.tf_backend, "sync_backend": self.sync_backend,
-            "latency_s": round(self._latency, 4), "voxels": len(self.mapper),
+            "latency_s": round(self._latency, 4),
         })
-        with self.map_lock:
-            values.update(self.mapper.memory_stats())  # map, query cache, label cache, bytes per voxel
+        with self.map_lock:  # one snapshot: voxels, map, query cache, label cache, bytes per voxel
+            values.update(voxels=len(self.mapper), **self.mapper.memory_stats())
         last_error, age = self.counters.last_error()
         values["last_error"] = last_error
         values["last_error_age_s"] = "" if age is None else round(age, 1)

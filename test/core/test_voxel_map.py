@@ -379,7 +379,7 @@ def test_memory_budget_holds_after_every_update_while_the_map_grows(monkeypatch)
         seen_rows.add(st["chunk_rows"])
         if st["voxels"] >= 32768:  # below: fixed minimums (one 256-row chunk, 256 working-set rows)
             assert st["bytes_per_voxel"] <= 1600, st
-            assert st["allocated_over_used"] <= 1.15, st
+            assert st["allocated_over_used"] <= 1.02, st  # issue #11 asks <= 1.15
     assert seen_rows == {256, 512}  # the doubling happened inside the loop
 
 

@@ -67,3 +67,8 @@ def test_slow_inference_at_30hz_keeps_latency_and_memory_bounded(client, start_n
     assert rss_late - rss_early < 150 * 2**20
     # queries are answered while frames keep coming (the map lock covers integration, not encoding)
     assert answered is not None and future.result().success
+    # memory in diagnostics: map + caches, what one voxel costs (the aligned query cache is opt-in: 0 here)
+    voxels, per_voxel = int(d["voxels"]), float(d["bytes_per_voxel"])
+    assert voxels > 0 and int(d["query_cache_bytes"]) == 0
+    total = int(d["map_bytes"]) + int(d["label_cache_bytes"])
+    assert abs(per_voxel - total / voxels) < 0.1 + 1e-3 * per_voxel  # the same snapshot, rounded to 0.1 B
