@@ -539,6 +539,7 @@ def main() -> None:
     ap.add_argument("--removal-sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--growth-voxels", type=int, default=1_000_000, help="memory-growth section target")
     ap.add_argument("--only-memory", action="store_true", help="run only the memory-growth section")
+    ap.add_argument("--only-queries", action="store_true", help="run only the query section")
     ap.add_argument("--only-removal", action="store_true",
                     help="run only the removal section (seconds instead of ~10 minutes)")
     ap.add_argument("--only-clearing", action="store_true",
@@ -558,6 +559,13 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
     print(f"# voxel map benchmark — {machine}, torch {torch.__version__}")
     t0 = time.perf_counter()
+    if a.only_queries:
+        print(f"{'voxels':>9} {'cached ms':>10} {'raw768 ms':>10} {'align/query ms':>14}")
+        queries = bench_queries(a.query_sizes, set(a.align_sizes))
+        if a.out:
+            a.out.write_text(json.dumps({"machine": machine, "torch": torch.__version__, "queries": queries},
+                                        indent=1))
+        return
     if a.only_memory:
         print(f"{'voxels':>9} {'B/voxel':>9} {'alloc/use':>9} {'rows':>7} {'chunks':>7} {'resid':>7} {'ms':>9}")
         growth = bench_memory_growth(a.growth_voxels)

@@ -76,8 +76,9 @@ _MASK = (1 << _BITS) - 1
 _GENERATIONS = itertools.count()
 _DENSE_PAIR_LIMIT = 1 << 25  # above this many (voxel, patch) cells, aggregate pairs with unique()
 _HITS_MAX = (1 << 31) - 1  # int32 hit counts saturate here (2.1e9 points in one voxel)
-_RESIDUAL_PER_VOXEL = 128  # the compensation working set grows by one row per this many voxels ...
-_RESIDUAL_MIN_ROWS = 256  # ... from this many rows, up to ``residual_rows``
+_RESIDUAL_PER_VOXEL = 160  # the compensation working set grows by one row per this many voxels ...
+_RESIDUAL_MIN_ROWS = 256  # ... from this many rows, up to ``residual_rows``, in steps of:
+_RESIDUAL_STEP = 64
 
 
 def recency_weights(
@@ -217,12 +218,13 @@ class VoxelMap:
         return self._store.size
 
     def _residual_capacity(self) -> None:
-        """Grow the working set with the map: ``min(residual_rows, max(256, n / 128))`` rows (~12 B/voxel)."""
-        want = min(self.residual_rows, max(_RESIDUAL_MIN_ROWS, -(-self._size // _RESIDUAL_PER_VOXEL)))
+        """Grow the working set with the map: ``min(residual_rows, max(256, n / 160))`` rows (<= 9.7 B/voxel
+        at 768-d), in steps of 64 rows (a copy of the small buffer every 10k new voxels, <= 12.8 MB)."""
+        want = max(_RESIDUAL_MIN_ROWS, -(-self._size // _RESIDUAL_PER_VOXEL))
+        want = min(self.residual_rows, -(-want // _RESIDUAL_STEP) * _RESIDUAL_STEP)
         R = self._row_slot.numel()
         if want <= R:
             return
-        want = min(self.residual_rows, max(want, 2 * R))  # doubling: O(log) reallocations of a small buffer
         grow = want - R
         dev = self.device
         self._res = torch.cat([self._res, torch.zeros(grow, self.dim, dtype=self.dtype, device=dev)])

@@ -69,7 +69,7 @@ SPECS: dict[str, Spec] = {
                           "aligns the map chunk by chunk per query (no extra memory)"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
     "residual_rows": Spec(8192, "fp16 drift compensation: at most this many voxels (most recently updated) keep "
-                          "their rounding residual; the set grows with the map (max(256, voxels / 128) rows of "
+                          "their rounding residual; the set grows with the map (max(256, voxels / 160) rows of "
                           "2 x (feature dim + 3) + 16 bytes) up to this (0 = off)", 0, 10_000_000),
     "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
                              "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",

@@ -357,7 +357,7 @@ def test_nbytes_accounts_for_chunks_index_and_working_set(monkeypatch):
     working_set = st["residual_rows"] * ((768 + 3) * 2 + 8 + 8)
     assert vm.nbytes() == st["chunks"] * st["chunk_rows"] * row + index + working_set
     assert st["chunks"] * st["chunk_rows"] - n < st["chunk_rows"]  # slack below one chunk
-    assert st["residual_rows"] == 256  # the working set grows with the map: max(256, n / 128) rows
+    assert st["residual_rows"] == 256  # the working set grows with the map: max(256, n / 160) rows
 
 
 def test_memory_budget_holds_after_every_update_while_the_map_grows(monkeypatch):
@@ -378,7 +378,7 @@ def test_memory_budget_holds_after_every_update_while_the_map_grows(monkeypatch)
         assert st["voxels"] == step * (i + 1)
         seen_rows.add(st["chunk_rows"])
         if st["voxels"] >= 32768:  # below: fixed minimums (one 256-row chunk, 256 working-set rows)
-            assert st["bytes_per_voxel"] <= 1600, st
+            assert st["bytes_per_voxel"] + 12 <= 1600, st  # + the node's cloud-label cache (ClassLabels)
             assert st["allocated_over_used"] <= 1.02, st  # issue #11 asks <= 1.15
     assert seen_rows == {256, 512}  # the doubling happened inside the loop
 
