@@ -175,9 +175,12 @@ class RadsegNode(Node):
         reason = check_consistency(new)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        self.p = new
         with self.map_lock:
-            self.mapper.update_config(mapper_config(new))
+            try:  # e.g. other classes for a probabilities map that has voxels: refused, map kept
+                self.mapper.update_config(mapper_config(new))
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.p = new
         return SetParametersResult(successful=True)
 
     def _make_timer(self, period: float, callback: Callable[[], None]):
@@ -508,7 +511,17 @@ class RadsegNode(Node):
             if info.adopted:  # under the lock: a frame placed in the old map frame is refused, not integrated
                 self.p = replace(self.p, map_frame=info.frame_id)
                 self._pose_inputs = replace(self._pose_inputs, map_frame=info.frame_id)
+            # A probabilities map brings its classes (its columns): the parameter follows, or the next live
+            # parameter change would carry the old classes back into the mapper.
+            classes = list(self.mapper.config.classes)
+            new_classes = classes != list(self.p.classes)
+            if new_classes:
+                self.p = replace(self.p, classes=classes)
         msg = f"loaded {info.voxels} voxels from {path}"
+        if new_classes:
+            self.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, classes)])
+            self.get_logger().warning(f"load_map: the map's classes are now the node's classes: {classes}")
+            msg += f"; its classes {classes} are now the node's classes"
         if info.adopted:
             self.set_parameters([Parameter("map_frame", Parameter.Type.STRING, info.frame_id)])
             self.get_logger().warning(f"load_map adopted the file's frame: map_frame is now '{info.frame_id}'")

@@ -109,3 +109,43 @@ def test_load_places_refuses_or_adopts_a_map_from_another_frame(client, start_no
     # the synthetic wall (2.5 m wide, 2 m ahead of a camera at the 'map' origin) spans x = 8.75..11.25 m in 'site'
     assert all(174 <= i <= 225 and 39 <= k <= 40 for i, _, k in new), sorted(new)[:5]
     assert node.alive(), node.log()
+
+
+def test_loading_a_probabilities_map_makes_its_classes_the_nodes_and_keeps_it(client, start_node, tmp_path):
+    """A probabilities map brings its classes: the ``classes`` parameter follows, so a later live parameter
+    change neither fails nor carries the old classes back (which swapped in an empty map before)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    node = start_node(mode="probabilities", classes=["wall", "red patch", "blue patch"])
+    maps = tmp_path / "maps"
+    assert client.call(MapFile, "/radseg/save_map", MapFile.Request(path="template.rsmap"), proc=node).success
+    vm = load_map(maps / "template.rsmap")
+    g = torch.Generator().manual_seed(4)
+    vm.integrate_points(torch.rand(200, 3, generator=g, dtype=torch.float64),
+                        torch.softmax(torch.rand(200, vm.dim, generator=g), dim=1))
+    vm.metadata["classes"] = ["floor", "sofa", "lamp"]
+    save_map(vm, maps / "sofa.rsmap")
+    res = load(client, node, "sofa.rsmap")
+    assert res.success and "['floor', 'sofa', 'lamp']" in res.message, res.message
+
+    def classes():
+        req = GetParameters.Request(names=["classes"])
+        return list(client.call(GetParameters, "/radseg/get_parameters", req).values[0].string_array_value)
+
+    def set_param(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
+        return client.call(SetParameters, "/radseg/set_parameters", req).results[0]
+
+    assert classes() == ["floor", "sofa", "lamp"]
+    res = set_param("max_hits", ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=100.0))
+    assert res.successful, res.reason
+    other = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=["a", "b", "c"])
+    res = set_param("classes", other)  # other classes for a map with voxels: refused with the reason
+    assert not res.successful and "reset first" in res.reason, res.reason
+    assert classes() == ["floor", "sofa", "lamp"] and node.alive(), node.log()
+    saved = client.call(MapFile, "/radseg/save_map", MapFile.Request(path="after.rsmap"), proc=node)
+    assert saved.success and saved.voxels == len(vm)
+    after = load_map(maps / "after.rsmap")
+    assert after.metadata["classes"] == ["floor", "sofa", "lamp"]
+    assert torch.equal(after.values(), vm.values())
