@@ -200,8 +200,8 @@ class VoxelCache:
     previous refresh are recomputed, new voxels appended. When voxels were removed (free-space clearing,
     eviction: ``generation`` changes, ``lineage`` does not) the surviving rows are found again by voxel
     key, so a removal costs a sort of the keys, not a recomputation over the map (the language head is
-    an MLP 768->1536->1152: ~10 s per 100k voxels on one CPU thread). Reset and load (a new ``lineage``) recompute everything.
-    Costs N · (row bytes + 8) bytes (results + keys) next to the map.
+    an MLP 768->1536->1152: ~10 s per 100k voxels on one CPU thread). Reset and load (a new ``lineage``)
+    recompute everything. Costs N · (row bytes + 8) bytes (results + keys) next to the map.
     """
 
     def __init__(self, align: AlignFn | None = None, chunk: int = _CHUNK) -> None:
