@@ -24,10 +24,13 @@ FieldSpec = tuple[tuple[int, ...], torch.dtype]  # per-slot shape, dtype
 
 @dataclass
 class Located:
-    """Slots grouped by chunk: ``(chunk, positions in the request, rows in the chunk)`` per group."""
+    """Slots grouped by chunk: request positions sorted by chunk (``order``, None when already so), the
+    rows in that order, and one ``(chunk, start, stop)`` span of them per chunk."""
 
     n: int
-    groups: list[tuple[int, torch.Tensor | None, torch.Tensor]]  # positions None: all, in order
+    order: torch.Tensor | None
+    rows: torch.Tensor
+    groups: list[tuple[int, int, int]]
 
 
 class SlotStore:
@@ -99,39 +102,35 @@ class SlotStore:
         slots = slots.to(self.device, torch.int64)
         n = slots.numel()
         if n == 0:
-            return Located(0, [])
+            return Located(0, None, slots, [])
         shift = self.rows.bit_length() - 1
         chunk = slots >> shift
-        row = slots & (self.rows - 1)
         lo, hi = int(chunk.min()), int(chunk.max())
         if lo == hi:
-            return Located(n, [(lo, None, row)])
-        order = torch.argsort(chunk, stable=True)
-        ids, counts = torch.unique_consecutive(chunk[order], return_counts=True)
-        groups = []
-        for c, pos in zip(ids.tolist(), order.split(counts.tolist()), strict=True):
-            groups.append((c, pos, row[pos]))
-        return Located(n, groups)
+            return Located(n, None, slots & (self.rows - 1), [(lo, 0, n)])
+        chunk, order = torch.sort(chunk, stable=True)
+        ids, counts = torch.unique_consecutive(chunk, return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        groups = [(c, e - k, e) for c, k, e in zip(ids.tolist(), counts.tolist(), ends, strict=True)]
+        return Located(n, order, slots.index_select(0, order) & (self.rows - 1), groups)
 
     def gather(self, name: str, where: Located) -> torch.Tensor:
         """``field[slots]`` in request order (a new tensor)."""
-        if len(where.groups) == 1 and where.groups[0][1] is None:
-            c, _, row = where.groups[0]
-            return self.chunks[c][name].index_select(0, row)
-        shape, dt = self.fields[name]
-        out = torch.empty((where.n, *shape), dtype=dt, device=self.device)
-        for c, pos, row in where.groups:
-            out[pos] = self.chunks[c][name].index_select(0, row)
-        return out
+        if where.n == 0:
+            shape, dt = self.fields[name]
+            return torch.empty((0, *shape), dtype=dt, device=self.device)
+        parts = [self.chunks[c][name].index_select(0, where.rows[a:b]) for c, a, b in where.groups]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if where.order is None:
+            return out
+        return torch.empty_like(out).index_copy_(0, where.order, out)
 
     def scatter(self, name: str, where: Located, values: torch.Tensor | float) -> None:
         """``field[slots] = values`` (a tensor in request order, or a scalar)."""
-        for c, pos, row in where.groups:
-            dst = self.chunks[c][name]
-            if isinstance(values, torch.Tensor):
-                dst[row] = values if pos is None else values[pos]
-            else:
-                dst[row] = values
+        if isinstance(values, torch.Tensor) and where.order is not None:
+            values = values.index_select(0, where.order)
+        for c, a, b in where.groups:
+            self.chunks[c][name][where.rows[a:b]] = values[a:b] if isinstance(values, torch.Tensor) else values
 
     def move(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         """Copy every field of slots ``src`` to slots ``dst`` (disjoint; O(len) rows moved)."""
