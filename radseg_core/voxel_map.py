@@ -13,11 +13,13 @@ Layout, chosen so that integrating a frame costs what the frame costs, not what 
   to ``origin_voxel``; world points are formed in float64, so a map anchored 1,000 km away (UTM) is
   the same map as one at the origin, shifted. Points beyond the key range are counted
   (``out_of_range``) and warned about once, never dropped silently.
-* Per-voxel data lives in *slots*: rows of preallocated tensors (growth +12.5 %, so allocated rows
-  stay <= 1.125 x used); new voxels are appended, removed ones replaced by the last slots. A frame
-  only reads and writes the rows of its own voxels.
-* Sorted key arrays + matching slot arrays ("runs", O(log n) of them, each less than half the one
-  before) are the hash: lookup is one ``searchsorted`` per run. A frame's new keys form a new run;
+* Per-voxel data lives in *slots*, stored in equal-size chunks (``slot_store.SlotStore``): growing
+  appends a chunk instead of copying the map, and unused rows stay below one chunk (<= n/128). New
+  voxels are appended, removed ones replaced by the last slots. A frame only reads and writes the rows
+  of its own voxels. 768-d fp16: <= 1,587 bytes per voxel all included from 32k voxels on (see
+  ``memory_stats``).
+* Sorted key arrays + matching int32 slot arrays ("runs", O(log n) of them, each less than half the one
+  before) are the hash and the only copy of the keys: lookup is one ``searchsorted`` per run. A frame's new keys form a new run;
   runs merge when the smaller reaches half the larger, so each key is copied O(log n) times over the
   map's life and a frame does not copy the whole index (which it did with a single sorted array).
 
@@ -33,9 +35,9 @@ scene is never caught up). Voxels of the *working set* (the ``residual_rows`` mo
 also keep the rounding residual ``exact - stored`` in the storage dtype (compensated two-term
 storage): the update runs in fp32 on ``stored + residual``, so while a voxel stays in the working set
 its stored mean is the fp32 running mean rounded once (<= 0.5 ulp). A voxel leaving the working set
-keeps its rounded mean (error <= 0.5 ulp, shrinking as hits grow). Memory: ``residual_rows x ((dim + 3)
-x 2 + 16)`` bytes (12.8 MB at 768-d and 8192 rows) plus 4 bytes per voxel; residuals are saved with the
-map. Hit counts are exact int32.
+keeps its rounded mean (error <= 0.5 ulp, shrinking as hits grow). The set grows with the map:
+``min(residual_rows, max(256, n / 160))`` rows of ``(dim + 3) x 2 + 16`` bytes (<= 9.7 B per voxel at
+768-d; 12.8 MB at 8192 rows); residuals are saved with the map. Hit counts are exact int32.
 
 Hit cap (``max_hits`` = M): without it a voxel seen a million times is frozen. With it the map keeps
 the *recency-weighted mean*: an update bringing ``c`` points to a voxel with ``h`` hits gives the new
