@@ -20,8 +20,8 @@ Layout, chosen so that integrating a frame costs what the frame costs, not what 
   ``memory_stats``).
 * Sorted key arrays + matching int32 slot arrays ("runs", O(log n) of them, each less than half the one
   before) are the hash and the only copy of the keys: lookup is one ``searchsorted`` per run. A
-  frame's new keys form a new run; runs merge when the smaller reaches half the larger, so each key is copied O(log n) times over the
-  map's life and a frame does not copy the whole index (which it did with a single sorted array).
+  frame's new keys form a new run; runs merge when the smaller reaches half the larger, so each key is
+  copied O(log n) times over the map's life and a frame does not copy the whole index.
 
 Eviction (``max_voxels``): when an update leaves more than ``max_voxels`` voxels, the voxels seen
 least recently are dropped (ties: fewest hits first), down to ``(1 - evict_fraction) * max_voxels``
