@@ -417,15 +417,7 @@ def full_scan_clear(vm: VoxelMap, depth: torch.Tensor, K_: np.ndarray, T: np.nda
     """``VoxelMap._clear_free_space`` before the frustum pre-filter: every voxel projected (reference)."""
     free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, max_depth=max_depth)
     idx = torch.nonzero(free, as_tuple=True)[0]
-    idx = idx[~torch.isin(vm.keys()[idx], hit_keys)]
-    if idx.numel() == 0:
-        return
-    at = vm._store.locate(idx)
-    h = torch.floor(vm._store.gather("hits", at).double() * (1.0 - vm.free_space_decay)).to(torch.int32)
-    vm._store.scatter("hits", at, h)
-    remove = torch.zeros(len(vm), dtype=torch.bool)
-    remove[idx[h <= 0]] = True
-    vm.cleared += vm._remove(remove)
+    vm._decay_seen_through(idx[~torch.isin(vm.keys()[idx], hit_keys)])
 
 
 def bench_clearing_at(n: int, scene: str, repeats: int = 3) -> dict:

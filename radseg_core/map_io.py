@@ -126,13 +126,12 @@ def save_map(vmap: VoxelMap, path: str | os.PathLike) -> Path:
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as fid:
                     np.lib.format.write_array(fid, np.ascontiguousarray(arr), allow_pickle=False)
             with zf.open("values.npy", "w", force_zip64=True) as fid:
-                blocks = vmap.value_blocks()
-                descr = _to_numpy(blocks[0][:0] if blocks else torch.empty(0, dtype=vmap.dtype)).dtype
+                stored = _to_numpy(torch.empty(0, dtype=vmap.dtype)).dtype  # bfloat16 as uint16, as above
                 np.lib.format.write_array_header_2_0(
-                    fid, {"descr": np.lib.format.dtype_to_descr(descr), "fortran_order": False,
+                    fid, {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False,
                           "shape": (len(vmap), vmap.dim)},
                 )
-                for block in blocks:
+                for block in vmap.value_blocks():
                     fid.write(_to_numpy(block).tobytes())
 
     _atomic_write(path, write, ".npz")

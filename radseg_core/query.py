@@ -12,7 +12,7 @@ is one matrix product over the map.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,24 +30,26 @@ _OFFSETS = torch.tensor(
 
 
 def align_and_normalize(
-    features: torch.Tensor | Sequence[torch.Tensor],
+    features: torch.Tensor,
     align: AlignFn | None = None,
     chunk: int = _CHUNK,
     out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(N, D) map features (or blocks of them) → (N, D') unit vectors in text space, chunk by chunk."""
-    blocks = [features] if isinstance(features, torch.Tensor) else list(features)
+    """(N, D) map features → (N, D') unit vectors in text space, in chunks to bound temporary memory."""
     out = []
     with torch.no_grad():
-        for block in blocks:
-            for part in block.split(chunk):
-                x = part.float()
-                if align is not None:
-                    x = align(x).float()
-                out.append(F.normalize(x, dim=1).to(out_dtype))
-    if not out:
-        return torch.empty(0, 0, dtype=out_dtype)
+        for part in features.split(chunk):
+            x = part.float()
+            if align is not None:
+                x = align(x).float()
+            out.append(F.normalize(x, dim=1).to(out_dtype))
     return torch.cat(out)
+
+
+def _parts(values: torch.Tensor | Sequence[torch.Tensor], chunk: int) -> Iterator[torch.Tensor]:
+    """Rows of a tensor or of a map's value blocks, ``chunk`` rows at a time (bounded temporaries)."""
+    for block in [values] if isinstance(values, torch.Tensor) else values:
+        yield from block.split(chunk)
 
 
 def map_cosines(
@@ -69,11 +71,10 @@ def map_cosines(
         return cosine_scores(feats, text)
     t = F.normalize(text.float(), dim=1).to(vmap.device)
     parts = []
-    for block in vmap.value_blocks():
-        for part in block.split(chunk):
-            feats = align_and_normalize(part, align, chunk)
-            _check_text_dim(feats.shape[1], t.shape[1])
-            parts.append(cosine_scores(feats, t))
+    for part in _parts(vmap.value_blocks(), chunk):
+        feats = align_and_normalize(part, align, chunk)
+        _check_text_dim(feats.shape[1], t.shape[1])
+        parts.append(cosine_scores(feats, t))
     return torch.cat(parts, dim=1) if parts else t.new_zeros(t.shape[0], 0)
 
 
@@ -219,11 +220,8 @@ class VoxelCache:
         raise NotImplementedError
 
     def _align(self, values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        blocks = [values] if isinstance(values, torch.Tensor) else values
-        out = []
         with torch.no_grad():
-            for block in blocks:
-                out += [self._compute(part) for part in block.split(self.chunk)]
+            out = [self._compute(part) for part in _parts(values, self.chunk)]
         self.realigned += sum(o.shape[0] for o in out)
         return torch.cat(out) if out else torch.empty(0, 0)
 

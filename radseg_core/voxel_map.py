@@ -279,11 +279,18 @@ class VoxelMap:
 
     def voxel_indices(self) -> torch.Tensor:
         """(N, 3) integer voxel coordinates: voxel (i, j, k) spans [i, i+1) * voxel_size along x, etc."""
-        return unpack_keys(self.keys()) + self.origin_voxel.to(self.device)
+        return self._indices_of(self.keys())
 
     def centers(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(N, 3) voxel centres in the map frame (metres); ask float64 far (> ~100 km) from the origin."""
-        return (self.voxel_indices().to(torch.float64) + (0.5 - self._grid_shift)).mul(self.voxel_size).to(dtype)
+        return self._centers_of(self.keys(), dtype)
+
+    def _indices_of(self, keys: torch.Tensor) -> torch.Tensor:
+        return unpack_keys(keys) + self.origin_voxel.to(self.device)
+
+    def _centers_of(self, keys: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Centres of the voxels with these packed keys (computed in float64)."""
+        return (self._indices_of(keys).to(torch.float64) + (0.5 - self._grid_shift)).mul(self.voxel_size).to(dtype)
 
     def colors(self) -> torch.Tensor:
         """(N, 3) uint8 mean colour."""
@@ -471,11 +478,14 @@ class VoxelMap:
         )
         keys, slots = self._slots_in_box(lo, hi)
         self.last_clearing_candidates = int(keys.numel())
-        centres = (unpack_keys(keys) + self.origin_voxel.to(self.device)).to(torch.float64)
-        centres = (centres + (0.5 - self._grid_shift)).mul(self.voxel_size)  # as centers(), float64
-        free = free_voxels(centres, depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth)
+        free = free_voxels(
+            self._centers_of(keys), depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth
+        )
         cand = torch.nonzero(free, as_tuple=True)[0]
-        idx = slots[cand[~torch.isin(keys[cand], hit_keys)]].long()  # isin on the few flagged only
+        self._decay_seen_through(slots[cand[~torch.isin(keys[cand], hit_keys)]].long())  # isin on the few
+
+    def _decay_seen_through(self, idx: torch.Tensor) -> None:
+        """Keep floor(hits * (1 - decay)) of the slots ``idx``; remove those left empty (counted)."""
         if idx.numel() == 0:
             return
         at = self._store.locate(idx)

@@ -508,23 +508,20 @@ class RadsegNode(Node):
         with self.map_lock:
             self.mapper.load(path, adopt_frame=adopt_frame, T_map_file=None if adopt_frame else self._tf_place)
             info = self.mapper.last_load
-            if info.adopted:  # under the lock: a frame placed in the old map frame is refused, not integrated
-                self.p = replace(self.p, map_frame=info.frame_id)
-                self._pose_inputs = replace(self._pose_inputs, map_frame=info.frame_id)
-            # A probabilities map brings its classes (its columns): the parameter follows, or the next live
-            # parameter change would carry the old classes back into the mapper.
-            classes = list(self.mapper.config.classes)
-            new_classes = classes != list(self.p.classes)
-            if new_classes:
-                self.p = replace(self.p, classes=classes)
+            # What the file brings becomes the node's parameters: an adopted frame, and a probabilities map's
+            # classes (its columns; else the next live parameter change would carry the old ones back).
+            # Under the lock: a frame placed in the old map frame is then refused, not integrated.
+            follows = {"map_frame": info.frame_id, "classes": list(self.mapper.config.classes)}
+            follows = {k: v for k, v in follows.items() if v != getattr(self.p, k)}
+            self.p = replace(self.p, **follows)
+            self._pose_inputs = replace(self._pose_inputs, map_frame=self.p.map_frame)
+        if follows:
+            self.set_parameters([Parameter(k, value=v) for k, v in follows.items()])
+            self.get_logger().warning(f"load_map: the file's {follows} are now the node's parameters")
         msg = f"loaded {info.voxels} voxels from {path}"
-        if new_classes:
-            self.set_parameters([Parameter("classes", Parameter.Type.STRING_ARRAY, classes)])
-            self.get_logger().warning(f"load_map: the map's classes are now the node's classes: {classes}")
-            msg += f"; its classes {classes} are now the node's classes"
+        if "classes" in follows:
+            msg += f"; its classes {follows['classes']} are now the node's classes"
         if info.adopted:
-            self.set_parameters([Parameter("map_frame", Parameter.Type.STRING, info.frame_id)])
-            self.get_logger().warning(f"load_map adopted the file's frame: map_frame is now '{info.frame_id}'")
             return f"{msg}; adopted its frame '{info.frame_id}' as the map frame (clouds and queries now use it)"
         pl = info.placement
         if pl is None:
