@@ -405,7 +405,7 @@ def bench_index(sizes: list[int], repeats: int = 40, n_points: int = 20_000, n_n
             t, _ = cpu_timed(vm.integrate_points, pts, torch.zeros(n_points, 1))
             times.append(1e3 * t)
         rows.append({"voxels": n, "ms_per_frame": statistics.median(times), "mean_ms": statistics.mean(times),
-                     "max_ms": max(times), "runs": len(vm._runs), "points": n_points, "new": n_new})
+                     "max_ms": max(times), "runs": len(vm._index.runs), "points": n_points, "new": n_new})
         print(f"{n:9d} {rows[-1]['ms_per_frame']:9.1f} {rows[-1]['mean_ms']:9.1f} {rows[-1]['max_ms']:9.1f}",
               flush=True)
         del vm

@@ -163,7 +163,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_map(
-    path: str | os.PathLike, device: str | torch.device = "cpu", residual_rows: int = 8192
+    path: str | os.PathLike, device: str | torch.device = "cpu", residual_rows: int = 131072
 ) -> VoxelMap:
     """Read a map written by :func:`save_map` into a new VoxelMap (the caller swaps it in on success).
 

@@ -64,7 +64,7 @@ class MapperConfig:
     max_voxels: int | None = None
     max_hits: float | None = None
     free_space_decay: float = 0.5  # hits kept per frame that sees through a voxel: floor(h * (1 - decay))
-    residual_rows: int = 8192  # fp16 drift compensation working set (rows x ((dim + 3) x 2 + 16) bytes)
+    residual_rows: int = 131072  # cap of the fp16 drift compensation working set (2 x recent view, in rows)
     voxel_grid: str = "floor"  # cell lattice: floor(p/s) or round(p/s) (RayFronts; the 3D evaluation)
     min_depth: float = 0.1
     max_depth: float = 5.0
@@ -327,16 +327,22 @@ class SemanticMapper:
         return sum(self.memory_stats()[k] for k in ("map_bytes", "query_cache_bytes", "label_cache_bytes"))
 
     def memory_stats(self) -> dict[str, float]:
-        """Map storage (chunks, index, working set) and the caches, in bytes; what diagnostics report."""
+        """What diagnostics report, as two figures to plan with: ``bytes_per_voxel`` (chunks, index and the
+        per-voxel caches: everything that grows with the map) and ``working_set_mb`` (fp16 drift
+        compensation, sized by the view and capped by ``residual_rows``, not by the map)."""
         st = self.map.memory_stats()
         out = {
             "map_bytes": st["bytes_allocated"],
             "map_allocated_over_used": round(st["allocated_over_used"], 4),
             "query_cache_bytes": self._aligned.nbytes() if self._aligned is not None else 0,
             "label_cache_bytes": self._labels.nbytes(),
+            "working_set_rows": st["working_set_rows"],
+            "working_set_mb": st["working_set_mb"],
+            "uncompensated_last": st["uncompensated_last"],
+            "uncompensated_total": st["uncompensated_total"],
         }
-        total = out["map_bytes"] + out["query_cache_bytes"] + out["label_cache_bytes"]
-        out["bytes_per_voxel"] = round(total / len(self.map), 1) if len(self.map) else 0.0
+        per_map = out["map_bytes"] - st["working_set_bytes"] + out["query_cache_bytes"] + out["label_cache_bytes"]
+        out["bytes_per_voxel"] = round(per_map / len(self.map), 1) if len(self.map) else 0.0
         return out
 
     def reset(self) -> None:

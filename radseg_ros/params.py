@@ -68,9 +68,10 @@ SPECS: dict[str, Spec] = {
                           "matrix product (+2,312 B per voxel with SigLIP2, more than the map itself); false "
                           "aligns the map chunk by chunk per query (no extra memory)"),
     "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
-    "residual_rows": Spec(8192, "fp16 drift compensation: at most this many voxels (most recently updated) keep "
-                          "their rounding residual; the set grows with the map (max(256, voxels / 160) rows of "
-                          "2 x (feature dim + 3) + 16 bytes) up to this (0 = off)", 0, 10_000_000),
+    "residual_rows": Spec(131072, "fp16 drift compensation cap: the working set holds 2 x the voxels of the "
+                          "largest of the last 64 updates (a 640x480 view at 5 cm: ~70k rows, ~110 MB at 768-d; "
+                          "rows of 2 x (feature dim + 3) + 16 bytes), at most this many; voxels of an update "
+                          "beyond it round as plain fp16 and are counted in diagnostics (0 = off)", 0, 10_000_000),
     "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
                              "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",
                              0.0, 1.0, live=True),

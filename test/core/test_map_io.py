@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import radseg_core.voxel_map as voxel_map_module
+import radseg_core.voxel_map.map as voxel_map_module
 from radseg_core.map_io import FORMAT_VERSION, MapFileError, export_ply, load_map, save_map
-from radseg_core.slot_store import SlotStore
 from radseg_core.voxel_map import VoxelMap
+from radseg_core.voxel_map.slot_store import SlotStore
 
 
 @pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])

@@ -236,8 +236,8 @@ def test_map_cosines_chunk_by_chunk_equal_the_aligned_copy(monkeypatch):
     also across many storage chunks."""
     import functools
 
-    import radseg_core.voxel_map as voxel_map_module
-    from radseg_core.slot_store import SlotStore
+    import radseg_core.voxel_map.map as voxel_map_module
+    from radseg_core.voxel_map.slot_store import SlotStore
 
     monkeypatch.setattr(voxel_map_module, "SlotStore", functools.partial(SlotStore, min_rows=8, max_chunks=4))
     gen = torch.Generator().manual_seed(6)

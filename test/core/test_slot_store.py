@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from radseg_core.slot_store import SlotStore
+from radseg_core.voxel_map.slot_store import SlotStore
 
 FIELDS = {"values": ((5,), torch.float16), "hits": ((), torch.int32)}
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import radseg_core.voxel_map as voxel_map_module
+import radseg_core.voxel_map.map as voxel_map_module
 from radseg_core.geometry import quaternion_to_rotation
-from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap, pack_keys, unpack_keys
+from radseg_core.voxel_map.slot_store import SlotStore
 
 
 @pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
@@ -171,7 +171,7 @@ def test_sparse_and_dense_paths_agree_on_full_size_frame():
 
 
 def test_sparse_path_unique_fallback_matches_bincount_path(monkeypatch):
-    import radseg_core.voxel_map as vmod
+    import radseg_core.voxel_map.interpolation as vmod
 
     rng = np.random.default_rng(5)
     frame = make_frame(rng, rgb_hw=(48, 64), depth_hw=(48, 64))
@@ -354,10 +354,13 @@ def test_nbytes_accounts_for_chunks_index_and_working_set(monkeypatch):
     n, st = len(vm), vm.memory_stats()
     row = 768 * 2 + 3 * 2 + 4 + 4  # values, colours, hits, last_seen: one slot in a chunk
     index = n * (8 + 4)  # sorted int64 keys + int32 slots (the only copy of the keys)
-    working_set = st["residual_rows"] * ((768 + 3) * 2 + 8 + 8)
+    working_set = st["working_set_rows"] * ((768 + 3) * 2 + 8 + 8)
     assert vm.nbytes() == st["chunks"] * st["chunk_rows"] * row + index + working_set
+    assert st["bytes_per_voxel"] == (st["chunks"] * st["chunk_rows"] * row + index) / n  # no working set
+    assert st["working_set_bytes"] == working_set and st["working_set_mb"] == round(working_set / 2**20, 2)
     assert st["chunks"] * st["chunk_rows"] - n < st["chunk_rows"]  # slack below one chunk
-    assert st["residual_rows"] == 256  # the working set grows with the map: max(256, n / 160) rows
+    # The working set follows the view, not the map: 2 x the voxels this update touched, in 1024-row steps.
+    assert st["working_set_rows"] == -(-2 * n // 1024) * 1024
 
 
 def test_memory_budget_holds_after_every_update_while_the_map_grows(monkeypatch):
@@ -432,14 +435,14 @@ def test_key_runs_stay_consistent_through_inserts_and_removals():
         vm.integrate_points(pts.double(), torch.ones(pts.shape[0], 1))
         if step % 15 == 14:
             vm.clear_region([0, 0, 0], [20, 40, 40])
-        keys = torch.cat([k for k, _ in vm._runs])
-        slots = torch.cat([s for _, s in vm._runs])
+        keys = torch.cat([k for k, _ in vm._index.runs])
+        slots = torch.cat([s for _, s in vm._index.runs])
         assert keys.numel() == len(vm) and torch.equal(vm.keys()[slots], keys)
         assert torch.unique(keys).numel() == len(vm)
-        sizes = [k.numel() for k, _ in vm._runs]
+        sizes = [k.numel() for k, _ in vm._index.runs]
         assert all(2 * b < a for a, b in zip(sizes, sizes[1:], strict=False)), sizes
-        assert all(bool((k[1:] > k[:-1]).all()) for k, _ in vm._runs)
-    assert len(vm._runs) <= math.ceil(math.log2(len(vm) + 1)) + 1
+        assert all(bool((k[1:] > k[:-1]).all()) for k, _ in vm._index.runs)
+    assert len(vm._index.runs) <= math.ceil(math.log2(len(vm) + 1)) + 1
 
 
 @pytest.mark.parametrize("grid", ["floor", "round"])

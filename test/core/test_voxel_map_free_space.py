@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import radseg_core.voxel_map as voxel_map_module
+import radseg_core.voxel_map.map as voxel_map_module
 from radseg_core.free_space import free_voxels, min_pool_pyramid
-from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap
+from radseg_core.voxel_map.slot_store import SlotStore
 
 
 @pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
@@ -208,7 +208,7 @@ def test_slots_in_box_equals_brute_force_including_after_removals():
     rng = np.random.default_rng(1)
     for origin in (np.zeros(3), np.array([-1.0e6, 3.0e5, 5.0])):
         vm = random_map(rng, "floor", origin, n=5000, extent=20.0, voxel=0.1)
-        assert len(vm._runs) >= 2
+        assert len(vm._index.runs) >= 2
         centre = vm.voxel_indices().median(dim=0).values
         for step in range(30):
             if step % 10 == 9:  # removals rebuild the runs
