@@ -346,6 +346,11 @@ class TransformBuffer:
         if depth > MAX_GRAPH_DEPTH:
             raise ConnectivityError("The tf tree is invalid because it contains a loop.")
 
+    def _link(self, frame: str, t: int) -> _Sample | None:
+        """The sample of ``frame``'s link at ``t``; None for a root (no cache); ExtrapolationError."""
+        cache = self._frames.get(frame)
+        return None if cache is None else cache.at(t)
+
     def _walk(self, target: str, source: str, t: int) -> np.ndarray:
         """tf2 ``walkToTopParent`` with ``TransformAccum``: the parent of each link is the one at ``t``."""
         if t == 0:
@@ -353,13 +358,12 @@ class TransformBuffer:
         where = f", when looking up transform from frame [{source}] to frame [{target}]"
         frame, T_top_source, source_error, depth = source, np.eye(4), None, 0
         while True:  # source -> its root (or the first link without data at t)
-            cache = self._frames.get(frame)
-            if cache is None:
-                break
             try:
-                s = cache.at(t)
+                s = self._link(frame, t)
             except ExtrapolationError as exc:
                 source_error = exc  # there may still be a path from source to target
+                break
+            if s is None:
                 break
             if frame == target:
                 return T_top_source  # target is a parent of source
@@ -369,13 +373,12 @@ class TransformBuffer:
             self._loop(depth)
         top, frame, T_top_target, depth = frame, target, np.eye(4), 0
         while frame != top:  # target -> the top the source walk reached
-            cache = self._frames.get(frame)
-            if cache is None:
-                break
             try:
-                s = cache.at(t)
+                s = self._link(frame, t)
             except ExtrapolationError as exc:
                 raise ExtrapolationError(f"{exc}{where}", future=exc.future) from None
+            if s is None:
+                break
             if frame == source:
                 return np.linalg.inv(T_top_target)  # source is a parent of target
             T_top_target = s.matrix() @ T_top_target

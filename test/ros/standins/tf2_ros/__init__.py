@@ -255,6 +255,12 @@ class Buffer:
         return (f"Could not find a connection between '{target}' and '{source}' because they are not part of the "
                 "same tree.Tf has two or more unconnected trees.")
 
+    def _newest(self, frame: str) -> tuple[int, str] | None:
+        """getLatestTimeAndParent of the frame's cache; None for a root or an empty cache (the walk stops)."""
+        cache = self.frames.get(frame)
+        stamp, parent = cache.latest_time_and_parent() if cache is not None else (0, None)
+        return None if parent is None else (stamp, parent)
+
     def _latest_common_time(self, target: str, source: str) -> tuple[int | None, str, type]:
         """getLatestCommonTime: (time, "", None) or (None, error text, error class)."""
         if source == target:
@@ -262,13 +268,8 @@ class Buffer:
             return (cache.latest() if cache is not None else 0), "", None
         lct: list[tuple[int, str]] = []
         frame, depth, common_time = source, 0, None
-        while True:
-            cache = self.frames.get(frame)
-            if cache is None:
-                break
-            stamp, parent = cache.latest_time_and_parent()
-            if parent is None:
-                break
+        while (newest := self._newest(frame)) is not None:
+            stamp, parent = newest
             if stamp:
                 common_time = stamp if common_time is None else min(common_time, stamp)
             lct.append((stamp, parent))
@@ -279,13 +280,8 @@ class Buffer:
             if depth > MAX_GRAPH_DEPTH:
                 return None, "The tf tree is invalid because it contains a loop.", LookupException
         frame, depth, common_time, common_parent = target, 0, None, None
-        while True:
-            cache = self.frames.get(frame)
-            if cache is None:
-                break
-            stamp, parent = cache.latest_time_and_parent()
-            if parent is None:
-                break
+        while (newest := self._newest(frame)) is not None:
+            stamp, parent = newest
             if stamp:
                 common_time = stamp if common_time is None else min(common_time, stamp)
             if any(p == parent for _, p in lct):
