@@ -2,8 +2,9 @@
 
 ``tf_backend`` chooses (auto: tf2_ros when importable). Both sit behind the interface the node and
 ``radseg_ros.poses`` use from ``radseg_core.transforms.TransformBuffer`` (``lookup`` -> 4x4 float64
-``T_target_source``, ``can_transform``, ``latest_common_time``, ``clear``; failures raise
-``ExtrapolationError(future=...)`` / ``ConnectivityError`` / ``TransformError``).
+``T_target_source``, ``can_transform``, ``latest_common_time``, ``clear``; stamps are integer
+nanoseconds; failures raise ``ExtrapolationError(future=...)`` / ``ConnectivityError`` /
+``InvalidArgumentError`` / ``TransformError``).
 
 Internal backend: tf2_ros has no PyPI wheel, so pip-only installs would lose ``pose_source:=tf``;
 ``TfListener`` feeds /tf and /tf_static into ``TransformBuffer`` (tested tf2 ``BufferCore``
