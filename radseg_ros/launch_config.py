@@ -21,33 +21,61 @@ NODE_NAME = "radseg"
 # The parameter-file key: the node called radseg in any namespace (namespace:=robot1 keeps the file).
 PARAMS_KEY = f"/**/{NODE_NAME}"
 
-# node input → driver topic, for drivers' default namespaces (depth registered to colour)
+# node input → driver topic, for the drivers' default launch files (depth registered to colour). Every
+# input the node subscribes to is remapped, or CAMERA_UNREMAPPED says why not; the sources of each name
+# are cited in test/ros/test_launch_presets.py, which lists the node's subscriptions per preset.
 CAMERA_REMAPPINGS: dict[str, dict[str, str]] = {
     "none": {},
-    "realsense": {
+    "realsense": {  # realsense2_camera 4.x, rs_launch.py align_depth.enable:=true
         "rgb/image": "/camera/camera/color/image_raw",
         "rgb/camera_info": "/camera/camera/color/camera_info",
         "depth/image": "/camera/camera/aligned_depth_to_color/image_raw",
+        "depth/camera_info": "/camera/camera/aligned_depth_to_color/camera_info",
     },
-    "zed": {
+    "zed": {  # zed-ros2-wrapper 5.1 and later (topic names changed 2025-10)
+        "rgb/image": "/zed/zed_node/rgb/color/rect/image",
+        "rgb/camera_info": "/zed/zed_node/rgb/color/rect/camera_info",
+        "depth/image": "/zed/zed_node/depth/depth_registered",
+        "depth/camera_info": "/zed/zed_node/depth/camera_info",
+        "pose": "/zed/zed_node/pose",
+        "odom": "/zed/zed_node/odom",
+    },
+    "zed_legacy": {  # zed-ros2-wrapper 4.x and 5.0
         "rgb/image": "/zed/zed_node/rgb/image_rect_color",
         "rgb/camera_info": "/zed/zed_node/rgb/camera_info",
         "depth/image": "/zed/zed_node/depth/depth_registered",
+        "depth/camera_info": "/zed/zed_node/depth/camera_info",
         "pose": "/zed/zed_node/pose",
+        "odom": "/zed/zed_node/odom",
     },
-    "oakd": {
+    "oakd": {  # depthai_ros_driver (v2) camera.launch.py; stereo depth aligned to rgb by default
         "rgb/image": "/oak/rgb/image_raw",
         "rgb/camera_info": "/oak/rgb/camera_info",
         "depth/image": "/oak/stereo/image_raw",
+        "depth/camera_info": "/oak/stereo/camera_info",
     },
+}
+
+_NO_POSE = ("the driver publishes no camera pose: give pose_topic:= (odometry or localisation) or use "
+            "pose_source tf")
+# node input → why a preset leaves it as is (/tf and /tf_static are absolute and never remapped: the
+# drivers publish their mounting there and the robot its tree)
+CAMERA_UNREMAPPED: dict[str, dict[str, str]] = {
+    "none": {name: "no preset: remap it yourself" for name in
+             ("rgb/image", "rgb/camera_info", "depth/image", "depth/camera_info", "pose", "odom")},
+    "realsense": {"pose": _NO_POSE, "odom": _NO_POSE},
+    "zed": {},
+    "zed_legacy": {},
+    "oakd": {"pose": _NO_POSE, "odom": _NO_POSE},
 }
 
 # The launch file's own arguments (besides one per node parameter): name → (default, description).
 LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "params_file": (None, "parameters file (config/radseg.yaml; see config/ for desktop and Jetson presets)"),
     "namespace": ("", "namespace of the node (the params file applies in any namespace)"),
-    "camera": ("none", "topic remappings for a camera driver; none keeps rgb/image, depth/image, "
-               "rgb/camera_info, pose, odom for you to remap"),
+    "camera": ("none", "topic remappings for a camera driver's default topics (zed: wrapper 5.1+, zed_legacy: "
+               "4.x and 5.0); none keeps rgb/image, depth/image, rgb/camera_info, depth/camera_info, pose, "
+               "odom for you to remap"),
     "pose_topic": ("", "camera pose topic (PoseStamped, or Odometry with pose_source:=odometry); "
                    "wins over the camera preset's pose remap"),
     "use_sim_time": ("false", "use /clock (bags played with --clock)"),

@@ -33,7 +33,13 @@ from visualization_msgs.msg import MarkerArray
 from radseg_core.map_io import MapFileError
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
-from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
+from radseg_core.transforms import (
+    ConnectivityError,
+    ExtrapolationError,
+    InvalidArgumentError,
+    TransformBuffer,
+    TransformError,
+)
 from radseg_ros import conversions as conv
 from radseg_ros import poses
 from radseg_ros.diagnostics import Counters
@@ -541,7 +547,7 @@ class RadsegNode(Node):
             raise MapFileError(f"map is in frame '{file_frame}', this node maps in '{map_frame}', and no TF "
                                f"listener runs to relate them: {ways_out}")
         try:
-            return self.tf_buffer.lookup(map_frame, file_frame, 0.0)
+            return self.tf_buffer.lookup(map_frame, file_frame, 0)
         except TransformError as exc:
             raise MapFileError(f"map is in frame '{file_frame}', this node maps in '{map_frame}', and TF cannot "
                                f"place it ({exc}): {ways_out}") from exc
@@ -580,6 +586,8 @@ def _tf_reason(exc: BaseException) -> str:
         return "tf_future" if exc.future else "tf_past"
     if isinstance(exc, ConnectivityError):
         return "tf_unavailable"
+    if isinstance(exc, InvalidArgumentError):
+        return "tf_invalid_frame_id"  # empty or '/'-prefixed id: tf2 refuses it, waiting cannot help
     return "invalid_pose"  # empty frame id, bad quaternion: waiting cannot help
 
 

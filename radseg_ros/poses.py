@@ -16,7 +16,15 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 
 from radseg_core.geometry import optical_from_body_pose, pose_to_matrix
-from radseg_core.transforms import ConnectivityError, TransformBuffer, TransformError, camera_pose, extrinsic
+from radseg_core.transforms import (
+    ConnectivityError,
+    InvalidArgumentError,
+    TransformBuffer,
+    TransformError,
+    camera_pose,
+    extrinsic,
+    stamp_to_ns,
+)
 
 
 def parse_extrinsic(text: str) -> np.ndarray | None:
@@ -40,17 +48,18 @@ class PoseInputs:
     camera_extrinsic: np.ndarray | None  # T_body_optical, or None: from TF
 
 
-def stamp_sec(stamp: Any) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+def stamp_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds, the only stamps TF lookups take."""
+    return stamp_to_ns(stamp.sec, stamp.nanosec)
 
 
 def optical_pose(rgb: Any, pose_msg: Any, cfg: PoseInputs, buffer: TransformBuffer | None) -> np.ndarray:
     """``T_map_camera_optical`` at the image stamp; ``TransformError`` with a user-facing reason."""
     cam = cfg.camera_frame or rgb.header.frame_id
     if not cam:
-        raise ConnectivityError("the rgb image has an empty header.frame_id: set it in the driver or set the "
-                                "camera_frame parameter")
-    stamp = stamp_sec(rgb.header.stamp)
+        raise InvalidArgumentError("the rgb image has an empty header.frame_id: set it in the driver or set the "
+                                   "camera_frame parameter")
+    stamp = stamp_ns(rgb.header.stamp)
     if pose_msg is None:  # pose_source tf
         if buffer is None:
             raise ConnectivityError("pose_source tf but no TF listener is running")
@@ -69,12 +78,12 @@ def optical_pose(rgb: Any, pose_msg: Any, cfg: PoseInputs, buffer: TransformBuff
         raise TransformError(f"pose message: {exc}") from exc
     body = body or cam  # no child frame: the message is the camera's own pose
     extr = cfg.camera_extrinsic
-    if body.lstrip("/") == cam.lstrip("/") and not cfg.pose_is_optical:
+    if body == cam and not cfg.pose_is_optical:
         T = optical_from_body_pose(T)  # the camera's body (x forward) pose
     parent = pose_msg.header.frame_id
     try:
         return camera_pose(T, parent_frame=parent, body_frame=body, camera_frame=cam, map_frame=cfg.map_frame,
-                           stamp=stamp, buffer=buffer, extrinsic=extr)
+                           stamp_ns=stamp, buffer=buffer, extrinsic=extr)
     except ConnectivityError as exc:  # say which chain was needed, not only which lookup failed
         raise ConnectivityError(f"pose of [{body}] in [{parent}], camera [{cam}], map [{cfg.map_frame}]: {exc}") \
             from exc
@@ -85,15 +94,15 @@ def depth_extrinsic(rgb: Any, depth: Any, camera_frame: str, buffer: TransformBu
     cam = camera_frame or rgb.header.frame_id
     dframe = depth.header.frame_id
     if not dframe:
-        raise ConnectivityError("the depth image has an empty header.frame_id: set it in the driver")
-    if dframe.lstrip("/") == cam.lstrip("/") or dframe == rgb.header.frame_id:
+        raise InvalidArgumentError("the depth image has an empty header.frame_id: set it in the driver")
+    if dframe in (cam, rgb.header.frame_id):
         return None
     if buffer is None:
         raise ConnectivityError(
             f"depth is in frame [{dframe}] but rgb in [{cam}] (depth not aligned) and no TF relates them: "
             "enable the driver's align_depth, or provide TF")
     try:
-        return buffer.lookup(cam, dframe, stamp_sec(depth.header.stamp))
+        return buffer.lookup(cam, dframe, stamp_ns(depth.header.stamp))
     except ConnectivityError as exc:
         raise ConnectivityError(
             f"depth is in frame [{dframe}] but rgb in [{cam}] (depth not aligned) and TF does not relate them "

@@ -2,8 +2,9 @@
 
 ``tf_backend`` chooses (auto: tf2_ros when importable). Both sit behind the interface the node and
 ``radseg_ros.poses`` use from ``radseg_core.transforms.TransformBuffer`` (``lookup`` -> 4x4 float64
-``T_target_source``, ``can_transform``, ``latest_common_time``, ``clear``; failures raise
-``ExtrapolationError(future=...)`` / ``ConnectivityError`` / ``TransformError``).
+``T_target_source``, ``can_transform``, ``latest_common_time``, ``clear``; stamps are integer
+nanoseconds; failures raise ``ExtrapolationError(future=...)`` / ``ConnectivityError`` /
+``InvalidArgumentError`` / ``TransformError``).
 
 Internal backend: tf2_ros has no PyPI wheel, so pip-only installs would lose ``pose_source:=tf``;
 ``TfListener`` feeds /tf and /tf_static into ``TransformBuffer`` (tested tf2 ``BufferCore``
@@ -32,8 +33,11 @@ from radseg_core.geometry import pose_to_matrix
 from radseg_core.transforms import (
     ConnectivityError,
     ExtrapolationError,
+    InvalidArgumentError,
     TransformBuffer,
     TransformError,
+    require_ns,
+    stamp_to_ns,
 )
 
 try:  # tf2_msgs ships with every ROS install; PyPI has no wheel of it
@@ -80,11 +84,15 @@ _EXTRAPOLATION_AT = re.compile(r"at time ([0-9.eE+-]+), but only time ([0-9.eE+-
 class Tf2RosBuffer:
     """``TransformBuffer``'s lookup interface over ``tf2_ros.Buffer`` (+ its ``TransformListener``).
 
-    tf2 exceptions map to ours: ``LookupException`` (unknown frame) and ``ConnectivityException``
+    Frame ids and integer-nanosecond stamps go to tf2 unchanged, so tf2's own rules decide (a lookup
+    from a frame to itself is the identity before anything reaches tf2, as ``lookupTransform`` does).
+    tf2 exceptions map to ours: ``LookupException`` (unknown frame, loop) and ``ConnectivityException``
     (disconnected trees) -> ``ConnectivityError`` (the transform may still arrive, the node waits);
     ``ExtrapolationException`` -> ``ExtrapolationError`` with ``future`` read from tf2's text ("into
     the future" / "into the past" / "at time X, but only time Y"), else from ``get_latest_common_time``;
-    ``InvalidArgumentException`` and the rest -> ``TransformError`` (waiting cannot help).
+    ``InvalidArgumentException`` -> ``InvalidArgumentError``; a bare ``TransformException`` (what tf2_py's
+    ``get_latest_common_time`` raises for every walk error) by its text, else ``TransformError``. A
+    returned rotation is normalised; one that cannot be (zero, non-finite) is a ``TransformError``.
 
     Retry signal: tf2_ros offers no public per-transform callback (``Buffer._new_data_callbacks`` is
     private), so the node keeps a light /tf subscription (``TfListener(store=False)``) instead of a
@@ -103,25 +111,31 @@ class Tf2RosBuffer:
         self.core = self._tf2.Buffer(cache_time=Duration(seconds=cache_time), node=node)
         self.listener = self._tf2.TransformListener(self.core, node)
 
-    def lookup(self, target: str, source: str, stamp: float) -> np.ndarray:
-        """``T_target_source`` (4x4 float64) at ``stamp`` seconds; 0.0 = latest common time."""
-        target, source = _frame(target, "target"), _frame(source, "source")
+    def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        """``T_target_source`` (4x4 float64) at ``stamp_ns`` (integer ns); 0 = latest common time."""
+        t = Time(nanoseconds=require_ns(stamp_ns))
         if target == source:
             return np.eye(4)
-        t = Time(nanoseconds=int(round(float(stamp) * 1e9)))
         try:
             ts = self.core.lookup_transform_core(target, source, t)
         except Exception as exc:  # noqa: BLE001 - tf2's exception classes live in the tf2 module
             raise self._map(exc, target, source, t) from exc
         tr, q = ts.transform.translation, ts.transform.rotation
-        return pose_to_matrix((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+        quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+        norm = float(np.linalg.norm(quat))
+        try:
+            if not (np.isfinite(norm) and norm > 0):
+                raise ValueError(f"rotation {quat.tolist()} cannot be normalised")
+            return pose_to_matrix((tr.x, tr.y, tr.z), quat / norm)
+        except ValueError as exc:  # e.g. a NaN translation: a TF failure of this lookup, not a crash
+            raise TransformError(f"tf2 returned an unusable transform {target} <- {source}: {exc}") from exc
 
     can_transform = TransformBuffer.can_transform  # the same rule, over this class's lookup
 
-    def latest_common_time(self, target: str, source: str) -> float:
-        target, source = _frame(target, "target"), _frame(source, "source")
+    def latest_common_time(self, target: str, source: str) -> int:
+        """Newest common stamp in integer ns (tf2_py ``get_latest_common_time``)."""
         try:
-            return self.core.get_latest_common_time(target, source).nanoseconds / 1e9
+            return self.core.get_latest_common_time(target, source).nanoseconds
         except Exception as exc:  # noqa: BLE001
             raise self._map(exc, target, source, Time()) from exc
 
@@ -136,8 +150,11 @@ class Tf2RosBuffer:
             return ExtrapolationError(text, future=self._future(text, target, source, t))
         if isinstance(exc, (tf2.LookupException, tf2.ConnectivityException)):
             return ConnectivityError(text)
-        if isinstance(exc, tf2.TransformException):  # InvalidArgument, Timeout, base class
-            return TransformError(text)
+        if isinstance(exc, tf2.InvalidArgumentException):
+            return InvalidArgumentError(text)
+        if isinstance(exc, tf2.TransformException):  # Timeout, or the bare class tf2_py raises for walk errors
+            connected = not any(k in text for k in ("Could not find a connection", "contains a loop"))
+            return TransformError(text) if connected else ConnectivityError(text)
         return exc  # not a tf2 error: a bug, let it surface
 
     def _future(self, text: str, target: str, source: str, t: Time) -> bool:
@@ -152,12 +169,6 @@ class Tf2RosBuffer:
             return t.nanoseconds > self.core.get_latest_common_time(target, source).nanoseconds
         except Exception:  # noqa: BLE001 - no common time at all: data may still come
             return True
-
-
-def _frame(name: str, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ConnectivityError(f"{what} frame id is empty")
-    return name[1:] if name.startswith("/") else name  # as tf2 (and TransformBuffer) do
 
 
 def make_tf_buffer(node: Any, backend: str, cache_time: float) -> TransformBuffer | Tf2RosBuffer:
@@ -199,9 +210,9 @@ class TfListener:
     def _store(self, msg: Any, static: bool) -> None:
         for ts in msg.transforms:
             t, q = ts.transform.translation, ts.transform.rotation
-            stamp = ts.header.stamp.sec + ts.header.stamp.nanosec * 1e-9
+            stamp = stamp_to_ns(ts.header.stamp.sec, ts.header.stamp.nanosec)
             if not static:
-                self._check_jump(ts.header.stamp.sec * 1_000_000_000 + ts.header.stamp.nanosec)
+                self._check_jump(stamp)
             if not self._store_transforms:
                 self.received += 1
                 continue

@@ -37,11 +37,13 @@ from radseg_core.datasets.tum import associate, interpolate_pose
 from radseg_core.geometry import R_BODY_OPTICAL, depth_to_metres, pose_to_matrix, scale_intrinsics
 from radseg_core.registration import register_depth
 from radseg_core.transforms import (
+    NS_PER_S,
     ConnectivityError,
     ExtrapolationError,
     TransformBuffer,
     TransformError,
     camera_pose,
+    stamp_to_ns,
 )
 from radseg_core.types import Frame
 
@@ -61,14 +63,20 @@ def is_rosbag(path: Path) -> bool:
     return (path / "metadata.yaml").is_file()
 
 
-def header_stamp(raw: bytes | memoryview) -> float:
-    """``header.stamp`` in seconds from CDR bytes of a message whose first field is a std_msgs/Header.
+def header_stamp_ns(raw: bytes | memoryview) -> int:
+    """``header.stamp`` in integer nanoseconds from CDR bytes of a message whose first field is a
+    std_msgs/Header (exact: TF lookups and message identity use it).
 
     CDR starts with a 4-byte encapsulation id (byte 1 = 1: little endian), then ``int32 sec, uint32 nsec``.
     """
     endian = "<" if raw[1] == 1 else ">"
     sec, nsec = struct.unpack_from(endian + "iI", raw, 4)
-    return sec + nsec * 1e-9
+    return stamp_to_ns(sec, nsec)
+
+
+def header_stamp(raw: bytes | memoryview) -> float:
+    """``header.stamp`` in seconds (for pairing images within a slop; never for TF)."""
+    return header_stamp_ns(raw) / NS_PER_S
 
 
 def header_frame_id(raw: bytes | memoryview) -> str:
@@ -158,7 +166,7 @@ def _related(buf: TransformBuffer, a: str, b: str) -> bool:
     if not a or not b:
         return False
     try:
-        buf.lookup(a, b, 0.0)
+        buf.lookup(a, b, 0)
     except ConnectivityError:
         return False
     except TransformError:
@@ -265,7 +273,8 @@ class RosbagDataset(FrameDataset):
             kind = kinds[id(conn)]
             if kind in ("rgb", "depth"):
                 hw = image_size(raw) if conn.msgtype == IMAGE else None
-                rec[kind].append((header_stamp(raw), t_log, conn, header_frame_id(raw), hw))
+                ns = header_stamp_ns(raw)
+                rec[kind].append((ns / NS_PER_S, t_log, conn, header_frame_id(raw), hw, ns))
                 continue
             msg = self._reader.deserialize(raw, conn.msgtype)
             if kind == "tf":
@@ -273,7 +282,7 @@ class RosbagDataset(FrameDataset):
                 for tr in msg.transforms:
                     s, t, q = tr.header.stamp, tr.transform.translation, tr.transform.rotation
                     try:
-                        self.tf.set_transform(tr.header.frame_id, tr.child_frame_id, s.sec + s.nanosec * 1e-9,
+                        self.tf.set_transform(tr.header.frame_id, tr.child_frame_id, stamp_to_ns(s.sec, s.nanosec),
                                               [t.x, t.y, t.z], [q.x, q.y, q.z, q.w], static=static)
                     except ValueError:
                         self.tf_rejected += 1
@@ -385,7 +394,7 @@ class RosbagDataset(FrameDataset):
             j = pairs[i]
             try:
                 if self.pose_source == "tf":
-                    T = self.tf.lookup(map_frame, cam, t)
+                    T = self.tf.lookup(map_frame, cam, rgb[i][5])
                 else:
                     T = interpolate_pose(p_t, p_v, t, max_pose_gap)
                     if T is None:
@@ -395,7 +404,7 @@ class RosbagDataset(FrameDataset):
                             continue
                         T = pose_to_matrix(p_v[k, :3], p_v[k, 3:] / np.linalg.norm(p_v[k, 3:]))
                     T = camera_pose(T, parent_frame=parent, body_frame=body, camera_frame=cam,
-                                    map_frame=map_frame, stamp=t, buffer=self.tf, extrinsic=extrinsic)
+                                    map_frame=map_frame, stamp_ns=rgb[i][5], buffer=self.tf, extrinsic=extrinsic)
             except TransformError as e:
                 skip(_reason(f"pose ({map_frame} <- {cam})", e), str(e))
                 continue
@@ -405,7 +414,7 @@ class RosbagDataset(FrameDataset):
             reg = None
             if self.registered_depth:
                 try:
-                    T_rgb_depth = self.tf.lookup(cam, depth_frame, depth[j][0])
+                    T_rgb_depth = self.tf.lookup(cam, depth_frame, depth[j][5])
                 except TransformError as e:
                     skip(_reason(f"depth extrinsic ({cam} <- {depth_frame})", e), str(e))
                     continue
@@ -423,9 +432,9 @@ class RosbagDataset(FrameDataset):
         self._n_raw = len(self._items)
 
     def _fetch(self, rec):
-        stamp, t_log, conn = rec[:3]
+        _, t_log, conn, _, _, stamp_ns = rec
         for c, _, raw in self._reader.messages(connections=[conn], start=t_log, stop=t_log + 1):
-            if c is conn and abs(header_stamp(raw) - stamp) < 1e-9:
+            if c is conn and header_stamp_ns(raw) == stamp_ns:
                 return self._reader.deserialize(raw, conn.msgtype)
         raise KeyError(f"message at {t_log} on {conn.topic} vanished from {self.path}")
 

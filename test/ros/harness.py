@@ -28,7 +28,8 @@ def node_executable() -> Path:
 class NodeProcess:
     """The node under test, started with a parameters file and stopped with SIGINT like ros2 run."""
 
-    def __init__(self, params: dict[str, Any], workdir: Path, namespace: str = "") -> None:
+    def __init__(self, params: dict[str, Any], workdir: Path, namespace: str = "",
+                 extra_args: list[str] | None = None) -> None:
         self.workdir = workdir
         self.log_path = workdir / "node.log"
         params_file = workdir / "params.yaml"
@@ -37,6 +38,7 @@ class NodeProcess:
         cmd = [str(node_executable()), "--ros-args", "--params-file", str(params_file)]
         if namespace:
             cmd += ["-r", f"__ns:={namespace}"]
+        cmd += extra_args or []  # more --ros-args (e.g. -r remappings, as ros2 launch passes them)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=workdir)

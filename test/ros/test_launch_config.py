@@ -21,7 +21,7 @@ from radseg_ros import launch_config as lc
 from radseg_ros.params import SPECS, NodeParams, check_consistency, validate
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_INPUTS = {"rgb/image", "depth/image", "rgb/camera_info", "pose", "odom"}
+NODE_INPUTS = {"rgb/image", "depth/image", "rgb/camera_info", "depth/camera_info", "pose", "odom"}
 NODE_OUTPUTS = {"segmentation", "labels", "semantic_cloud", "query_cloud", "query_markers"}
 
 
@@ -49,6 +49,11 @@ class FakeContext:
 @pytest.fixture
 def launch_file(monkeypatch):
     """Import launch/radseg.launch.py with stand-ins for launch and launch_ros; returns run(argv)."""
+    return load_launch_file(monkeypatch)
+
+
+def load_launch_file(monkeypatch):
+    """The launch file's run(argv), with the stand-ins installed through ``monkeypatch``."""
     fake = {name: types.ModuleType(name) for name in
             ("launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros",
              "launch_ros.actions")}
@@ -101,7 +106,7 @@ def test_every_node_parameter_is_a_declared_launch_argument(launch_file):
     assert set(SPECS) | set(lc.LAUNCH_ARGUMENTS) == names
     assert node_parameters(radseg)[1] == {"use_sim_time": False}  # nothing given: the params file rules
     camera = next(d for d in declared if d.args[0] == "camera")
-    assert camera.kwargs["choices"] == ["none", "realsense", "zed", "oakd"]
+    assert camera.kwargs["choices"] == ["none", "realsense", "zed", "zed_legacy", "oakd"]
 
 
 def test_unknown_or_misspelt_argument_stops_the_launch(launch_file):
@@ -122,7 +127,7 @@ def test_pose_topic_wins_over_the_camera_presets_pose(launch_file):
     remaps = dict(radseg.kwargs["remappings"])
     assert remaps["pose"] == "/odometry/filtered" and remaps["odom"] == "/odometry/filtered"
     assert [k for k, _ in radseg.kwargs["remappings"]].count("pose") == 1  # rcl takes the first match
-    assert remaps["rgb/image"] == "/zed/zed_node/rgb/image_rect_color"
+    assert remaps["rgb/image"] == "/zed/zed_node/rgb/color/rect/image"
 
 
 def test_namespace_reaches_the_node_and_rviz_follows_it(launch_file):

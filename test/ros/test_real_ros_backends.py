@@ -7,6 +7,7 @@ backend selection, admit filtering and resets. They say nothing about the real l
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import random
 import sys
@@ -19,7 +20,14 @@ from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
+from radseg_core.transforms import (
+    ConnectivityError,
+    ExtrapolationError,
+    InvalidArgumentError,
+    TransformBuffer,
+    TransformError,
+    stamp_to_ns,
+)
 from radseg_ros import sync as sync_mod
 from radseg_ros import tf_listener
 from radseg_ros.params import SPECS
@@ -66,88 +74,114 @@ class FakeNode:
 
 # -- TF --------------------------------------------------------------------------------------------------
 
-def ts(parent: str, child: str, stamp_ns: int, t, q) -> TransformStamped:
+def ts(parent: str, child: str, stamp_ns: int, t, q, *, normalise: bool = True) -> TransformStamped:
     m = TransformStamped()
     m.header.frame_id, m.child_frame_id = parent, child
     m.header.stamp = TimeMsg(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    m.transform.translation.x, m.transform.translation.y, m.transform.translation.z = t
-    n = np.linalg.norm(q)
+    m.transform.translation.x, m.transform.translation.y, m.transform.translation.z = (float(v) for v in t)
+    n = np.linalg.norm(q) if normalise else 1.0
     m.transform.rotation.x, m.transform.rotation.y, m.transform.rotation.z, m.transform.rotation.w = \
         (float(v / n) for v in q)
     return m
 
 
+S = 10**9
 # REP-105 chain: map -> odom (dynamic), odom -> base_link (dynamic), base_link -> camera (static, rotated)
 STATIC = [ts("base_link", "camera_optical", 0, (0.2, 0.0, 0.5), (-0.5, 0.5, -0.5, 0.5))]
 DYNAMIC = [
-    ts("map", "odom", 10 * 10**9, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)),
-    ts("map", "odom", 11 * 10**9, (1.0, 0.5, 0.0), (0.0, 0.0, 0.1, 1.0)),
-    ts("odom", "base_link", 10 * 10**9, (0.0, 2.0, 0.0), (0.0, 0.0, 0.3826834, 0.9238795)),
-    ts("odom", "base_link", 11 * 10**9, (0.3, 2.0, 0.1), (0.05, 0.0, 0.5, 0.8660254)),
+    ts("map", "odom", 10 * S, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)),
+    ts("map", "odom", 11 * S, (1.0, 0.5, 0.0), (0.0, 0.0, 0.1, 1.0)),
+    ts("odom", "base_link", 10 * S, (0.0, 2.0, 0.0), (0.0, 0.0, 0.3826834, 0.9238795)),
+    ts("odom", "base_link", 11 * S, (0.3, 2.0, 0.1), (0.05, 0.0, 0.5, 0.8660254)),
 ]
 
 
-def both_buffers(tf2_ros):
-    """The adapter (fed through the stand-in's TransformListener) and TransformBuffer with the same data."""
-    node = FakeNode()
-    adapter = tf_listener.Tf2RosBuffer(node, cache_time=10.0)
-    internal = TransformBuffer(cache_time=10.0)
+def feed(node: FakeNode, internal: TransformBuffer, messages: list[TransformStamped], static: bool = False) -> None:
+    """The same messages to the adapter (through the stand-in's TransformListener) and to TransformBuffer
+    (as the node's TfListener gives them: integer ns; what it refuses is counted, not stored)."""
     from tf2_msgs.msg import TFMessage
-    node.deliver("/tf_static", TFMessage(transforms=STATIC))
-    node.deliver("/tf", TFMessage(transforms=DYNAMIC))
-    for m, static in [(m, True) for m in STATIC] + [(m, False) for m in DYNAMIC]:
+    node.deliver("/tf_static" if static else "/tf", TFMessage(transforms=messages))
+    for m in messages:
         t, q = m.transform.translation, m.transform.rotation
-        internal.set_transform(m.header.frame_id, m.child_frame_id, m.header.stamp.sec + m.header.stamp.nanosec
-                               * 1e-9, (t.x, t.y, t.z), (q.x, q.y, q.z, q.w), static=static)
+        with contextlib.suppress(ValueError):
+            internal.set_transform(m.header.frame_id, m.child_frame_id,
+                                   stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec), (t.x, t.y, t.z),
+                                   (q.x, q.y, q.z, q.w), static=static)
+
+
+def both_buffers(tf2_ros, cache_time: float = 10.0):
+    node = FakeNode()
+    adapter = tf_listener.Tf2RosBuffer(node, cache_time=cache_time)
+    internal = TransformBuffer(cache_time=cache_time)
+    feed(node, internal, STATIC, static=True)
+    feed(node, internal, DYNAMIC)
     return node, adapter, internal
 
 
+def outcome(buffer, target: str, source: str, stamp_ns: int):
+    """A matrix, or the error's class (and future/past for extrapolations)."""
+    try:
+        return buffer.lookup(target, source, stamp_ns)
+    except ExtrapolationError as exc:
+        return (ExtrapolationError, exc.future)
+    except TransformError as exc:
+        return (type(exc),)
+
+
+def assert_same(adapter, internal, target: str, source: str, stamp_ns: int):
+    a, b = outcome(adapter, target, source, stamp_ns), outcome(internal, target, source, stamp_ns)
+    if isinstance(b, np.ndarray):
+        assert isinstance(a, np.ndarray), (target, source, stamp_ns, a)
+        np.testing.assert_allclose(a, b, atol=1e-9, err_msg=f"{target} <- {source} at {stamp_ns}")
+    else:
+        assert a == b, (target, source, stamp_ns, a, b)
+    assert adapter.can_transform(target, source, stamp_ns) == internal.can_transform(target, source, stamp_ns)
+    return b
+
+
 @pytest.mark.parametrize("target,source", [("map", "camera_optical"), ("camera_optical", "map"),
-                                           ("odom", "camera_optical"), ("/map", "base_link"), ("map", "map")])
-@pytest.mark.parametrize("stamp", [10.0, 10.37, 11.0, 0.0])
+                                           ("odom", "camera_optical"), ("map", "map")])
+@pytest.mark.parametrize("stamp", [10 * S, 10_370_000_000, 11 * S, 0])
 def test_tf2_adapter_matrices_equal_transform_buffer(tf2_ros, target, source, stamp):
     _, adapter, internal = both_buffers(tf2_ros)
     got = adapter.lookup(target, source, stamp)
     assert got.dtype == np.float64 and got.shape == (4, 4)
-    np.testing.assert_allclose(got, internal.lookup(target, source, stamp), atol=1e-9)
-    assert adapter.can_transform(target, source, stamp)
+    assert isinstance(assert_same(adapter, internal, target, source, stamp), np.ndarray)
 
 
 def test_tf2_adapter_latest_common_time_and_clear_keep_static(tf2_ros):
     _, adapter, internal = both_buffers(tf2_ros)
     assert adapter.latest_common_time("map", "camera_optical") == internal.latest_common_time("map", "camera_optical")
+    assert adapter.latest_common_time("map", "camera_optical") == 11 * S  # integer ns, exact
     adapter.clear()
-    np.testing.assert_allclose(adapter.lookup("base_link", "camera_optical", 12.0),
-                               internal.lookup("base_link", "camera_optical", 12.0))
-    with pytest.raises(ConnectivityError):  # dynamic history gone (tf2 LookupException: no data)
-        adapter.latest_common_time("map", "camera_optical")
+    internal.clear()
+    assert_same(adapter, internal, "base_link", "camera_optical", 12 * S)
+    for buffer in (adapter, internal):  # tf2_py: bare TransformException "Could not find a connection"
+        with pytest.raises(ConnectivityError):
+            buffer.latest_common_time("map", "camera_optical")
 
 
 @pytest.mark.parametrize("case,error,future", [
-    (("map", "nowhere", 10.0), ConnectivityError, None),  # tf2 LookupException
-    (("map", "island", 10.0), ConnectivityError, None),  # ConnectivityException: two trees
-    (("map", "camera_optical", 12.0), ExtrapolationError, True),  # "into the future"
-    (("map", "camera_optical", 9.0), ExtrapolationError, False),  # "into the past"
-    (("map", "lonely", 13.0), ExtrapolationError, True),  # one sample: "at time X, but only time Y"
-    (("map", "lonely", 11.0), ExtrapolationError, False),
-    (("", "camera_optical", 10.0), ConnectivityError, None),  # empty frame id, as TransformBuffer says
+    (("map", "nowhere", 10 * S), ConnectivityError, None),  # tf2 LookupException
+    (("map", "island", 10 * S), ConnectivityError, None),  # ConnectivityException: two trees
+    (("map", "camera_optical", 12 * S), ExtrapolationError, True),  # "into the future"
+    (("map", "camera_optical", 9 * S), ExtrapolationError, False),  # "into the past"
+    (("map", "lonely", 13 * S), ExtrapolationError, True),  # one sample: "at time X, but only time Y"
+    (("map", "lonely", 11 * S), ExtrapolationError, False),
+    (("", "camera_optical", 10 * S), InvalidArgumentError, None),  # tf2 InvalidArgumentException
+    (("/map", "camera_optical", 10 * S), InvalidArgumentError, None),  # no slash stripped in a lookup
+    (("map", "/camera_optical", 0), InvalidArgumentError, None),
 ])
 def test_tf2_exceptions_map_like_transform_buffer(tf2_ros, case, error, future):
     node, adapter, internal = both_buffers(tf2_ros)
-    from tf2_msgs.msg import TFMessage
-    extra = [ts("sea", "island", 10 * 10**9, (0, 0, 0), (0, 0, 0, 1)),
-             ts("map", "lonely", 12 * 10**9, (0, 0, 1), (0, 0, 0, 1))]
-    node.deliver("/tf", TFMessage(transforms=extra))
-    for m in extra:
-        t, q = m.transform.translation, m.transform.rotation
-        internal.set_transform(m.header.frame_id, m.child_frame_id, m.header.stamp.sec, (t.x, t.y, t.z),
-                               (q.x, q.y, q.z, q.w))
+    feed(node, internal, [ts("sea", "island", 10 * S, (0, 0, 0), (0, 0, 0, 1)),
+                          ts("map", "lonely", 12 * S, (0, 0, 1), (0, 0, 0, 1))])
     for buffer in (adapter, internal):
         with pytest.raises(error) as info:
             buffer.lookup(*case)
         if future is not None:
             assert info.value.future is future, (buffer, str(info.value))
-        assert not adapter.can_transform(*case)
+    assert_same(adapter, internal, *case)
 
 
 def test_tf2_invalid_argument_and_unworded_extrapolation(tf2_ros, monkeypatch):
@@ -158,19 +192,145 @@ def test_tf2_invalid_argument_and_unworded_extrapolation(tf2_ros, monkeypatch):
             raise exc
         return f
 
-    monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(tf2_ros.InvalidArgumentException("bad")))
+    monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(tf2_ros.TimeoutException("late")))
     with pytest.raises(TransformError) as info:
-        adapter.lookup("map", "camera_optical", 10.0)
+        adapter.lookup("map", "camera_optical", 10 * S)
     assert not isinstance(info.value, (ConnectivityError, ExtrapolationError))  # waiting cannot help
     # an extrapolation text without direction: decided from get_latest_common_time (11 s)
     monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(tf2_ros.ExtrapolationException("?")))
-    for stamp, future in ((11.5, True), (10.5, False)):
+    for stamp, future in ((11_500_000_000, True), (10_500_000_000, False)):
         with pytest.raises(ExtrapolationError) as info:
             adapter.lookup("map", "camera_optical", stamp)
         assert info.value.future is future
     monkeypatch.setattr(adapter.core, "lookup_transform_core", raise_(KeyError("a bug")))
     with pytest.raises(KeyError):  # not a tf2 error: not disguised as a transform failure
+        adapter.lookup("map", "camera_optical", 10 * S)
+    with pytest.raises(TypeError, match="integer nanoseconds"):
         adapter.lookup("map", "camera_optical", 10.0)
+
+
+def test_tf2_adapter_turns_an_unusable_returned_rotation_into_a_transform_error(tf2_ros, monkeypatch):
+    """Whatever tf2 returns is normalised; a zero or non-finite result is a TransformError, never ValueError."""
+    _, adapter, _ = both_buffers(tf2_ros)
+    for q, t, ok in (((0, 0, 0.71, 0.71), (1, 2, 3), True), ((0, 0, 0, 0), (0, 0, 0), False),
+                     ((0, 0, 0, 1), (float("inf"), 0, 0), False)):
+        reply = ts("map", "x", 10 * S, t, q, normalise=False)
+        monkeypatch.setattr(adapter.core, "lookup_transform_core", lambda *a, reply=reply, **k: reply)
+        if ok:
+            T = adapter.lookup("map", "x", 10 * S)
+            np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
+            np.testing.assert_allclose(T[:3, 3], [1, 2, 3])
+        else:
+            with pytest.raises(TransformError, match="unusable") as info:
+                adapter.lookup("map", "x", 10 * S)
+            assert not isinstance(info.value, ValueError)
+
+
+# -- tf2's rules, the same on both backends (issue #18) -----------------------------------------------------
+
+def test_both_backends_reparenting_at_before_and_after_the_switch(tf2_ros):
+    """buffer_core.cpp walkToTopParent + cache.cpp getData: the parent valid at the lookup time."""
+    node, adapter, internal = both_buffers(tf2_ros, cache_time=100.0)
+    feed(node, internal, [ts("map", "odom_a", 0, (100, 0, 0), (0, 0, 0, 1)),
+                          ts("map", "odom_b", 0, (0, 100, 0), (0, 0, 0, 1))], static=True)
+    feed(node, internal, [ts("odom_a", "base", k * S, (k, 0, 0), (0, 0, 0, 1)) for k in range(6)]
+         + [ts("odom_b", "base", k * S, (0, k, 0), (0, 0, 0, 1)) for k in range(6, 11)])
+    for t, want in ((3 * S, [103, 0, 0]), (5_500_000_000, [105, 0, 0]), (6 * S - 1, [105, 0, 0]),
+                    (6 * S, [0, 106, 0]), (8_500_000_000, [0, 108.5, 0]), (0, [0, 110, 0])):
+        T = assert_same(adapter, internal, "map", "base", t)
+        np.testing.assert_allclose(T[:3, 3], want, atol=1e-9, err_msg=str(t))
+
+
+def test_both_backends_on_random_reparenting_trees(tf2_ros):
+    """Random trees with parent changes, lookups at, around and between samples and at 0: same answers."""
+    rng = np.random.default_rng(7)
+    compared = 0
+    for _ in range(15):
+        node, adapter, internal = both_buffers(tf2_ros, cache_time=1000.0)
+        msgs, stamps = [], []
+        for k in range(1, 7):
+            for j, tt in enumerate(sorted(set(int(x) for x in rng.integers(0, 12, size=3)))):
+                parent = f"r{int(rng.integers(0, k))}" if j == 0 or rng.random() < 0.5 else msgs[-1].header.frame_id
+                stamp = 1_700_000_000 * S + tt * S // 2
+                msgs.append(ts(parent, f"r{k}", stamp, rng.normal(size=3), rng.normal(size=4)))
+                stamps.append(stamp)
+        feed(node, internal, msgs)
+        for t in [0, *stamps, *(s + 1 for s in stamps), *(s - S // 4 for s in stamps)]:
+            a, b = (f"r{int(i)}" for i in rng.integers(0, 7, 2))
+            assert_same(adapter, internal, a, b, t)
+            compared += 1
+    assert compared > 500
+
+
+@pytest.mark.parametrize("variant", ["message", "round_trip"])
+def test_both_backends_take_a_hand_typed_quaternion_and_normalise_it(tf2_ros, monkeypatch, variant):
+    """setTransformImpl: (0, 0, 0.71, 0.71), |q|^2 = 1.0082, is used, normalised (both tf2 variants)."""
+    monkeypatch.setattr(tf2_ros.Buffer, "quaternion_check", variant)
+    node, adapter, internal = both_buffers(tf2_ros)
+    feed(node, internal, [ts("base_link", "camera_link", 0, (0.1, 0, 0.2), (0, 0, 0.71, 0.71), normalise=False)],
+         static=True)
+    T = assert_same(adapter, internal, "base_link", "camera_link", 10 * S)
+    np.testing.assert_allclose(T[:3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
+
+
+def test_both_backends_ignore_a_zero_quaternion_the_frame_never_appears(tf2_ros):
+    """setTransformImpl refuses it; the lookup is then a wait-able ConnectivityError, not a ValueError."""
+    node, adapter, internal = both_buffers(tf2_ros)
+    feed(node, internal, [ts("base_link", "bad", 10 * S, (0, 0, 0), (0, 0, 0, 0), normalise=False)])
+    assert adapter.core.ignored and "bad" not in internal.frames()
+    assert assert_same(adapter, internal, "map", "bad", 10 * S) == (ConnectivityError,)
+
+
+def test_quaternion_far_from_unit_is_the_documented_difference_with_humble_and_jazzy(tf2_ros, monkeypatch):
+    """Humble/Jazzy tf2 tests |q|^2 after a matrix round trip, so (0, 0, 0, 2) passes there; we refuse it
+    (as the tf2 source states the rule and Rolling applies it). docs/real_robot.md says so."""
+    monkeypatch.setattr(tf2_ros.Buffer, "quaternion_check", "round_trip")
+    node, adapter, internal = both_buffers(tf2_ros)
+    feed(node, internal, [ts("base_link", "cam2", 10 * S, (0, 0, 0), (0, 0, 0, 2), normalise=False)])
+    np.testing.assert_allclose(adapter.lookup("base_link", "cam2", 10 * S), np.eye(4))
+    with pytest.raises(ConnectivityError):
+        internal.lookup("base_link", "cam2", 10 * S)
+
+
+def test_infinite_translation_differs_only_in_the_kind_of_refusal(tf2_ros):
+    """tf2 stores an infinite translation (TF_NAN_INPUT tests isnan): the adapter turns each lookup
+    through it into a TransformError; TransformBuffer never stores it (ConnectivityError). Both refuse
+    the frame, neither returns a non-finite pose (docs/real_robot.md)."""
+    node, adapter, internal = both_buffers(tf2_ros)
+    feed(node, internal, [ts("base_link", "far", 10 * S, (float("inf"), 0, 0), (0, 0, 0, 1))])
+    assert outcome(adapter, "base_link", "far", 10 * S) == (TransformError,)
+    assert outcome(internal, "base_link", "far", 10 * S) == (ConnectivityError,)
+
+
+def test_both_backends_cache_boundary_one_nanosecond_at_1_7e9_s(tf2_ros):
+    """cache.cpp insertData: TF_OLD_DATA below newest - cache_time, kept at exactly the boundary."""
+    node, adapter, internal = both_buffers(tf2_ros)
+    newest = 1_700_000_020 * S
+    feed(node, internal, [ts("chassis", "wheel", newest, (20, 0, 0), (0, 0, 0, 1)),
+                          ts("chassis", "wheel", newest - 10 * S - 1, (9, 0, 0), (0, 0, 0, 1)),
+                          ts("chassis", "wheel", newest - 10 * S, (10, 0, 0), (0, 0, 0, 1)),
+                          ts("chassis", "wheel", newest - 10 * S + 1, (11, 0, 0), (0, 0, 0, 1))])
+    for t, want in ((newest - 10 * S, 10), (newest - 10 * S + 1, 11)):
+        assert assert_same(adapter, internal, "chassis", "wheel", t)[0, 3] == pytest.approx(want)
+    assert assert_same(adapter, internal, "chassis", "wheel", newest - 10 * S - 1) == (ExtrapolationError, False)
+
+
+def test_both_backends_identity_latest_common_time_cleared_links_and_lazy_pruning(tf2_ros):
+    """lookupTransformImpl identity; getLatestCommonTime(x, x); clear + time 0; insertData pruning."""
+    node, adapter, internal = both_buffers(tf2_ros, cache_time=1.0)
+    assert np.array_equal(adapter.lookup("ghost", "ghost", 0), np.eye(4))
+    assert np.array_equal(internal.lookup("ghost", "ghost", 0), np.eye(4))
+    assert adapter.latest_common_time("odom", "odom") == internal.latest_common_time("odom", "odom") == 11 * S
+    assert adapter.latest_common_time("camera_optical", "camera_optical") == 0
+    for k in (0.0, 0.5, 1.0, 2.0):  # pruning: only at the next insertion, against the previous newest
+        feed(node, internal, [ts("map", "tag", 20 * S + int(k * S), (k, 0, 0), (0, 0, 0, 1))])
+    assert_same(adapter, internal, "map", "tag", 20 * S + S // 4)
+    feed(node, internal, [ts("map", "tag", 22 * S, (2, 0, 0), (0, 0, 0, 1))])
+    assert assert_same(adapter, internal, "map", "tag", 20 * S + S // 4) == (ExtrapolationError, False)
+    adapter.clear()
+    internal.clear()
+    assert assert_same(adapter, internal, "map", "camera_optical", 0) == (ConnectivityError,)
+    assert assert_same(adapter, internal, "map", "camera_optical", 10 * S) == (ExtrapolationError, True)
 
 
 def test_signal_listener_retries_and_clears_tf2_on_a_jump_back(tf2_ros):
@@ -188,7 +348,7 @@ def test_signal_listener_retries_and_clears_tf2_on_a_jump_back(tf2_ros):
     node.deliver("/tf", TFMessage(transforms=loop))
     assert jumps and jumps[0] == pytest.approx(11.0) and adapter.core.cleared == 1
     node.deliver("/tf", TFMessage(transforms=loop))  # the next one is stored
-    np.testing.assert_allclose(adapter.lookup("map", "base_link", 1.0)[:3, 3], [5, 0, 0])
+    np.testing.assert_allclose(adapter.lookup("map", "base_link", 1 * S)[:3, 3], [5, 0, 0])
 
 
 def test_tf_backend_selection_by_parameter_and_importability(tf2_ros, monkeypatch):

@@ -313,14 +313,14 @@ def test_pose_stamped_of_the_optical_frame(client, start_node, robot):
     diag = TopicCapture(client, DiagnosticArray, "/diagnostics")
     t = T0 + 1.7
     T = expected_T(t)
-    from radseg_core.transforms import TransformBuffer  # a quaternion of T through our own buffer's input
+    from radseg_core.transforms import TransformBuffer, seconds_to_ns  # T through our own buffer's input
 
     msg = PoseStamped(header=Header(stamp=stamp_msg(t), frame_id="odom"))
     p, q = base_pose(t)
     buf = TransformBuffer()
-    buf.set_transform("odom", "base_link", t, p, q)
-    buf.set_transform("base_link", CAM, t, STATIC_T, STATIC_Q, static=True)
-    assert np.allclose(buf.lookup("odom", CAM, t), T)
+    buf.set_transform("odom", "base_link", seconds_to_ns(t), p, q)
+    buf.set_transform("base_link", CAM, 0, STATIC_T, STATIC_Q, static=True)
+    assert np.allclose(buf.lookup("odom", CAM, seconds_to_ns(t)), T)
     # quaternion of T's rotation (Shepperd), written out here so the test does not rely on node code
     R = T[:3, :3]
     w = math.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
@@ -346,7 +346,7 @@ def test_pose_stamped_of_the_optical_frame(client, start_node, robot):
     msg.header.stamp = stamp_msg(t + 0.2)
     robot.pose.publish(msg)
     robot.camera(t + 0.2)
-    d = diagnostics(diag, client, rejected_invalid_pose=1)
+    d = diagnostics(diag, client, rejected_tf_invalid_frame_id=1)
     assert "frame_id is empty" in d["last_error"] and node.alive()
 
 
