@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -215,6 +216,17 @@ def write_json(path: str | Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     return path
+
+
+def json_safe(d):
+    """JSON-safe copy for reports: NaN (a class absent, a metric undefined) becomes null."""
+    if isinstance(d, dict):
+        return {k: json_safe(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [json_safe(v) for v in d]
+    if isinstance(d, float) and math.isnan(d):
+        return None
+    return d
 
 
 def _json_default(o):

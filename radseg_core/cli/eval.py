@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -109,17 +108,6 @@ def _map_labels(mapper, args) -> np.ndarray:
     from radseg_core.eval import compute_semseg_preds, voxel_class_probs
 
     return compute_semseg_preds(voxel_class_probs(mapper), mapper.config.prompt_denoising, args.threshold or 0.0)
-
-
-def _clean(d):
-    """JSON-safe copy: NaN (class absent / undefined) becomes null."""
-    if isinstance(d, dict):
-        return {k: _clean(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_clean(v) for v in d]
-    if isinstance(d, float) and math.isnan(d):
-        return None
-    return d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +222,7 @@ def _main(args: argparse.Namespace) -> int:
                   miou_3d=metrics_3d.as_dict(), miou_2d=None if metrics_2d is None else metrics_2d.as_dict())
     if random:
         report["note"] = "random weights: these numbers say the pipeline runs, nothing about quality"
-    common.write_json(out_dir / "eval.json", _clean(report))
+    common.write_json(out_dir / "eval.json", common.json_safe(report))
     print(f"3D ({args.align}, {len(gt_points)} ground-truth points, {n_vox} voxels)")
     print(metrics_3d.table())
     if metrics_2d is not None:

@@ -89,9 +89,7 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                  out_dir=out_dir if args.save_maps else None)
     report = run.as_dict()
     report["ignore_mode"] = args.ignore_mode
-    from radseg_core.cli.eval import _clean
-
-    common.write_json(out_dir / "eval.json", _clean(report))
+    common.write_json(out_dir / "eval.json", common.json_safe(report))
     print(f"{kind}, preset {args.preset}: {len(run.classes)} classes, ignored {run.ignore or 'none'}, "
           f"k={preset.k}, {preset.voxel_size} m voxels, frame skip {preset.frame_skip}, "
           f"input {preset.input_hw[0]}x{preset.input_hw[1]}, window {preset.crop}/{preset.window_stride}")
@@ -125,7 +123,6 @@ def build_parser_2d() -> argparse.ArgumentParser:
 
 
 def main_2d(args: argparse.Namespace) -> int:
-    from radseg_core.cli.eval import _clean
     from radseg_core.datasets.seg2d import open_seg2d
     from radseg_core.eval_bench import PAPER_2D, PRESETS_2D, run_2d
     from radseg_core.pipeline import MapperConfig
@@ -156,7 +153,7 @@ def main_2d(args: argparse.Namespace) -> int:
         report["note"] = "random weights: these numbers say the pipeline runs, nothing about quality"
     else:
         report["paper_tab1_radseg_base"] = PAPER_2D[args.preset][args.dataset]
-    common.write_json(out_dir / "eval.json", _clean(report))
+    common.write_json(out_dir / "eval.json", common.json_safe(report))
     print(f"{args.dataset} ({len(ds)} images), preset {args.preset}: shorter side {s.short}, "
           f"window {s.crop}/{s.stride}")
     print(m.table())

@@ -205,3 +205,26 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     np.savez(scene / "semseg_gt.npz", semseg_gt_xyz=np.array([[np.nan, 0, 1]]), semseg_gt_label=np.array([3]))
     with pytest.raises(ValueError, match="not finite"):
         ReplicaDataset(scene).gt_points()
+
+
+def test_cli_modules_import_without_a_cycle():
+    """radseg_core.cli.eval dispatches to eval_bench; eval_bench must not import eval back (issue #17)."""
+    import ast
+
+    pkg = Path(eval_cli.__file__).parent
+    graph = {}
+    for f in pkg.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        graph[f.stem] = {n.rsplit(".", 1)[-1] for n in names if n.startswith("radseg_core.cli.")} - {f.stem}
+
+    def reaches(src, dst, seen=()):
+        return any(n == dst or (n not in seen and reaches(n, dst, (*seen, n))) for n in graph.get(src, ()))
+
+    cycles = [m for m in graph if reaches(m, m)]
+    assert not cycles, f"import cycle among radseg_core.cli modules: {cycles}"
