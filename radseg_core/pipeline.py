@@ -245,7 +245,7 @@ class SemanticMapper:
         else:
             seg = self.encoder.predict(frame.rgb, self.config.classes)
             timings["encoder"] = time.perf_counter() - t0
-            labels, values = seg.labels, seg.probs
+            labels, values = seg.labels, seg.map_probs()  # no zero vectors from RADSeg+
         return Encoded(values=values, labels=labels, timings=timings)
 
     @torch.no_grad()
