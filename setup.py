@@ -13,6 +13,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["radseg_core", "radseg_core.*"]),
+    package_data={"radseg_core": ["datasets/class_names/*.txt"]},  # the 2D benchmarks' official prompts
     install_requires=["numpy>=1.24", "torch>=2.1", "pyyaml>=6", "tqdm>=4.60", "einops>=0.7"],
     extras_require={
         "models": ["timm>=1.0.31", "transformers>=4.50", "open_clip_torch>=2.24"],

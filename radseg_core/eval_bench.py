@@ -1,9 +1,10 @@
-"""Benchmark presets and runners that reproduce RADSeg's published evaluation settings.
+"""Benchmark presets and runners that follow the code behind RADSeg's published numbers.
 
-3D (``radseg-eval replica|scannet PATH --preset radseg-3d``): RADSeg appendix A3 + RayFronts'
-``experiments/semseg_configs/*_naradio.yaml`` and ``scripts/semseg_eval.py``. 2D (``radseg-eval 2d
-DATASET ROOT --preset mid``): RADSeg §4.1 and Tab. A.1. Every number here names its source; docs/eval.md
-lists them. Results of random-weight models are labelled as such in the table and the JSON.
+3D (``radseg-eval replica|scannet PATH --preset radseg-3d``): RADSeg's ``evaluation/3d/configs`` run
+through RayFronts (the commit RADSeg pins): its loaders, ``SemanticVoxelMap`` and ``scripts/semseg_eval.py``.
+2D (``radseg-eval 2d DATASET ROOT --preset mid``): RADSeg's ``evaluation/2d/configs`` and its encoder
+code. Every number here names its source; docs/eval.md lists them with file and line. Results of
+random-weight models are labelled as such in the table and the JSON.
 """
 
 from __future__ import annotations
@@ -62,31 +63,74 @@ PAPER_3D = {"replica": (32.29, 58.96, 32.68, 57.02), "scannet": (36.29, 45.64, 3
 
 @dataclass(frozen=True)
 class Preset2D:
-    """One dataset at one resolution of RADSeg Tab. A.1: ``short`` side - window ``crop`` - ``stride``."""
+    """One dataset at one resolution as RADSeg's ``evaluation/2d/configs`` run it (docs/eval.md gives
+    the file and line of every value): mmseg ``Resize(scale=(long cap, short), keep_ratio=True)`` of
+    the image, then sliding windows of ``crop`` / ``stride`` over the ``_preprocess_image`` size."""
 
-    short: int
-    crop: int
-    stride: int
+    scale: tuple[int, int]  # (longer-side cap, shorter side): mmcv's rescale rule, see rescale_size
+    crop: int  # slide_crop
+    stride: int  # slide_stride
+
+    @property
+    def short(self) -> int:
+        return min(self.scale)
 
 
-# Tab. A.1 ("short-crop-stride"); §4.1 "We ignore the ambiguous 'background' label".
+_LOW = Preset2D((2048, 336), 224, 112)  # low_res_configs/cfg_*.py: slide_stride 112, slide_crop 224
 PRESETS_2D: dict[str, dict[str, Preset2D]] = {
-    "low": {"voc": Preset2D(336, 224, 112), "cocostuff": Preset2D(336, 224, 112),
-            "context": Preset2D(336, 224, 112), "ade20k": Preset2D(336, 224, 112),
-            "cityscapes": Preset2D(560, 224, 112)},
-    "mid": {"voc": Preset2D(336, 336, 112), "cocostuff": Preset2D(448, 336, 224),
-            "context": Preset2D(576, 336, 224), "ade20k": Preset2D(576, 336, 224),
-            "cityscapes": Preset2D(688, 336, 224)},
-    "high": {"voc": Preset2D(672, 336, 336), "cocostuff": Preset2D(896, 336, 336),
-             "context": Preset2D(672, 336, 336), "ade20k": Preset2D(672, 336, 336),
-             "cityscapes": Preset2D(1344, 336, 336)},
+    "low": {"voc": _LOW, "cocostuff": _LOW, "context": _LOW, "ade20k": _LOW,
+            "cityscapes": Preset2D((2048, 560), 224, 112)},
+    # mid_res_configs: crop 336 and stride 224 from base_config.py, except VOC's slide_stride 112
+    "mid": {"voc": Preset2D((2048, 336), 336, 112), "cocostuff": Preset2D((2048, 448), 336, 224),
+            "context": Preset2D((4096, 576), 336, 224), "ade20k": Preset2D((2048, 576), 336, 224),
+            "cityscapes": Preset2D((2048, 688), 336, 224)},
+    # high_res_configs override no stride: base_config.py's 224 (Tab. A.1 prints 336)
+    "high": {"voc": Preset2D((2016, 672), 336, 224), "cocostuff": Preset2D((1334, 896), 336, 224),
+             "context": Preset2D((2016, 672), 336, 224), "ade20k": Preset2D((2016, 672), 336, 224),
+             "cityscapes": Preset2D((2688, 1344), 336, 224)},
 }
-# Tab. 1, RADSeg base, mIoU per resolution (CTX, VOC, Stuff, ADE, City)
-PAPER_2D = {
-    "low": {"context": 44.49, "voc": 87.24, "cocostuff": 29.79, "ade20k": 27.16, "cityscapes": 42.04},
-    "mid": {"context": 45.64, "voc": 89.28, "cocostuff": 30.76, "ade20k": 28.96, "cityscapes": 45.35},
-    "high": {"context": 45.64, "voc": 89.28, "cocostuff": 30.76, "ade20k": 28.96, "cityscapes": 48.79},
+# RADSeg+ coarse_thresh per dataset (configs/datasets/*.py); minimal_area, IoU threshold and mask
+# coefficient are sam_refinement's defaults (RefineConfig's)
+SAM_COARSE_THRESH = {"voc": 0.2, "cocostuff": 0.05, "context": 0.15, "ade20k": 0.05, "cityscapes": 0.10}
+
+# Tab. A.2, base model: mIoU at each resolution (CTX, VOC, Stuff, ADE, City) -- what a run at one
+# resolution reproduces
+PAPER_A2 = {
+    "radseg": {
+        "low": {"context": 44.49, "voc": 87.24, "cocostuff": 29.79, "ade20k": 27.16, "cityscapes": 42.04},
+        "mid": {"context": 45.64, "voc": 89.28, "cocostuff": 30.76, "ade20k": 28.96, "cityscapes": 45.35},
+        "high": {"context": 45.14, "voc": 84.07, "cocostuff": 29.05, "ade20k": 28.93, "cityscapes": 48.79},
+    },
+    "radseg+": {
+        "low": {"context": 48.23, "voc": 88.69, "cocostuff": 31.66, "ade20k": 29.44, "cityscapes": 45.59},
+        "mid": {"context": 48.59, "voc": 90.35, "cocostuff": 32.45, "ade20k": 30.86, "cityscapes": 47.82},
+        "high": {"context": 48.01, "voc": 86.17, "cocostuff": 30.40, "ade20k": 30.71, "cityscapes": 50.72},
+    },
 }
+
+
+def paper_tab1(method: str, resolution: str, dataset: str) -> float:
+    """Tab. 1's figure: the best Tab. A.2 run at or below ``resolution`` (a resolution *limit*)."""
+    order = ("low", "mid", "high")
+    runs = PAPER_A2[method]
+    return max(runs[r][dataset] for r in order[: order.index(resolution) + 1])
+
+
+def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """mmcv ``rescale_size`` with a (long, short) tuple (mmseg ``Resize(keep_ratio=True)``): one factor,
+    the largest that keeps the longer side <= max(scale) and the shorter side <= min(scale); sides
+    rounded half up."""
+    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def resize_like_mmseg(rgb: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """The 2D benchmarks' input: :func:`rescale_size` with OpenCV bilinear (mmcv ``imresize``'s
+    ``interpolation="bilinear"``, shrinking as well as enlarging)."""
+    h, w = rescale_size(rgb.shape[0], rgb.shape[1], scale)
+    if (h, w) == rgb.shape[:2]:
+        return rgb
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_exact(frame: Frame, hw: tuple[int, int]) -> Frame:
@@ -253,32 +297,20 @@ def preset_with(preset: Preset3D, **overrides) -> Preset3D:
     return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def scores_to_labels(probs, hw: tuple[int, int], threshold: float = 0.0) -> np.ndarray:
-    """(K, h, w) class scores -> (H, W) labels at the ground truth's size: scores upsampled bilinearly
-    first, then argmax + 1 (mmseg's ``resize(seg_logits)`` then argmax); 0 where the best is <= threshold."""
-    import torch
-    import torch.nn.functional as F
-
-    p = torch.as_tensor(probs).float()
-    if p.shape[-2:] != tuple(hw):
-        p = F.interpolate(p[None], size=tuple(hw), mode="bilinear", align_corners=False)[0]
-    score, best = p.max(dim=0)
-    return torch.where(score > threshold, best + 1, torch.zeros_like(best)).numpy().astype(np.int64)
-
-
-def run_2d(dataset, *, encode: Callable[[np.ndarray], object], short: int, threshold: float = 0.0,
+def run_2d(dataset, *, encode: Callable[[np.ndarray, tuple[int, int]], object], scale: tuple[int, int],
            show_progress: bool = True, desc: str = "2d") -> SegMetrics:
-    """mIoU of ``encode(rgb with shorter side short) -> (K, h, w) scores`` against each image's labels,
-    at the label's own resolution (Tab. A.1: "evaluation resolution ... always remains unchanged").
-    Counts are summed over the split, classes with an empty union are left out (mmseg's IoUMetric)."""
+    """mIoU of ``encode(resized rgb, original (H, W)) -> (H, W) labels`` over a split, RADSeg's 2D path:
+    each image is resized as mmseg's ``Resize(scale, keep_ratio=True)`` (:func:`resize_like_mmseg`), the
+    encoder scores at the original size ("evaluation resolution ... always remains unchanged"), counts
+    are summed over the split and classes with an empty union are left out (mmseg's IoUMetric)."""
     from radseg_core.cli.common import progress
 
     cm = ConfusionMatrix(len(dataset.classes))
     for i in progress(range(len(dataset)), len(dataset), desc, disable=not show_progress):
         rgb, gt = dataset.image(i), dataset.labels(i)
-        H, W = rgb.shape[:2]
-        s = short / min(H, W)
-        small = cv2.resize(rgb, (max(1, round(W * s)), max(1, round(H * s))),
-                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        cm.update(scores_to_labels(encode(small), gt.shape, threshold), gt)
+        if gt.shape != rgb.shape[:2]:
+            raise ValueError(f"{desc}: image {i} is {rgb.shape[1]}x{rgb.shape[0]} but its labels are "
+                             f"{gt.shape[1]}x{gt.shape[0]}")
+        labels = np.asarray(encode(resize_like_mmseg(rgb, scale), gt.shape))
+        cm.update(labels, gt)
     return cm.metrics(dataset.classes, exclude_absent=False)

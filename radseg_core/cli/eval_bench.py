@@ -106,61 +106,107 @@ def build_parser_2d() -> argparse.ArgumentParser:
 
     p = common.make_parser(
         f"{PROG} 2d",
-        "2D zero-shot segmentation mIoU on a benchmark's validation split with RADSeg's per-dataset "
-        "settings (Tab. 1 / A.1: shorter side, window, stride; background ignored).",
-        f"example:\n  {PROG} 2d voc ~/data/VOCdevkit --preset mid -o out/voc")
+        "2D zero-shot segmentation mIoU on a benchmark's validation split as RADSeg's evaluation/2d configs "
+        "run it: mmseg resize (cv2 bilinear) to the preset's scale, windows over the official input size, "
+        "the official class names, fp32, probabilities upsampled once to the original size, argmax with no "
+        "threshold; background ignored. docs/eval.md lists every value with its source.",
+        f"example:\n  {PROG} 2d voc ~/data/VOCdevkit --preset mid -o out/voc\n"
+        f"  {PROG} 2d ade20k ~/data/ADEChallengeData2016 --preset high --sam-refine "
+        "--sam-checkpoint ~/sam_vit_h_4b8939.pth")
     p.add_argument("dataset", choices=DATASETS_2D)
     p.add_argument("root", metavar="ROOT", help="dataset folder in MMSegmentation's layout (docs/eval.md)")
     p.add_argument("--preset", default="mid", choices=["low", "mid", "high"], help="resolution standard")
     p.add_argument("-o", "--out-dir", default="radseg_eval_2d", help="output directory (created)")
     p.add_argument("--max-images", type=common.positive_int, default=None, help="first N images (checks)")
-    p.add_argument("--class-names", default=None,
-                   help="text file, one prompt name per line in class order (e.g. the paper's name files)")
-    p.add_argument("--threshold", type=float, default=0.0, help="best probability below it = no prediction")
+    p.add_argument("--class-names", default="official",
+                   help="prompt names: official (RADSeg's configs/cls_*.txt, default), dataset (the "
+                        "benchmark's own names), or a text file with one name per line in class order")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="best probability strictly below it = no prediction (default 0: none, as the reference)")
+    p.add_argument("--input-sizing", default="official", choices=["official", "snap16"],
+                   help="encoder input size (default official: RADSeg's _preprocess_image)")
+    p.add_argument("--sam-refine", action="store_true", help="RADSeg+ (RADIO-SAM refinement)")
+    p.add_argument("--sam-checkpoint", default=None, help="SAM ViT-H checkpoint for --sam-refine")
+    p.add_argument("--sam-prompt-frame", default="official", choices=["official", "exact"],
+                   help="RADSeg+ prompt scaling (default official, as RADSeg's sam_refinement)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_model_args(p)
+    p.set_defaults(dtype="float32")  # the configs' amp=False
     return p
+
+
+def class_names_2d(dataset: str, choice: str, classes: list[str]) -> list[str]:
+    """Prompt names for ``--class-names`` (see the parser)."""
+    from radseg_core.datasets.seg2d import official_class_names, read_class_names
+
+    if choice == "official":
+        return official_class_names(dataset)
+    if choice == "dataset":
+        return list(classes)
+    try:
+        names = read_class_names(choice)
+    except OSError as e:
+        raise common.CLIError(f"--class-names {choice}: {e.strerror or e}") from None
+    if len(names) != len(classes):
+        raise common.CLIError(f"--class-names has {len(names)} names, {dataset} has {len(classes)}")
+    return names
 
 
 def main_2d(args: argparse.Namespace) -> int:
     from radseg_core.datasets.seg2d import open_seg2d
-    from radseg_core.eval_bench import PAPER_2D, PRESETS_2D, run_2d
+    from radseg_core.eval_bench import PAPER_A2, PRESETS_2D, SAM_COARSE_THRESH, paper_tab1, rescale_size, run_2d
     from radseg_core.pipeline import MapperConfig
 
+    if args.sam_refine and not args.sam_checkpoint:
+        raise common.CLIError("--sam-refine needs --sam-checkpoint (sam_vit_h_4b8939.pth, see docs/encoder.md)")
     ds = open_seg2d(args.dataset, args.root, max_images=args.max_images)
-    names = list(ds.classes)
-    if args.class_names:
-        names = [s.strip() for s in Path(args.class_names).read_text().splitlines() if s.strip()]
-        if len(names) != len(ds.classes):
-            raise common.CLIError(f"--class-names has {len(names)} names, {args.dataset} has {len(ds.classes)}")
+    names = class_names_2d(args.dataset, args.class_names, list(ds.classes))
     s = PRESETS_2D[args.preset][args.dataset]
     cfg = MapperConfig(model=args.model, lang_model=args.lang, text_model_path=args.text_model_path,
                        device=args.device, dtype=args.dtype, mode="probabilities", classes=names,
-                       crop=s.crop, stride=s.stride)
+                       crop=s.crop, stride=s.stride, input_sizing=args.input_sizing, denoised_pixels="argmax",
+                       prediction_threshold=args.threshold, prompt_denoising=0.5,
+                       sam_refine=args.sam_refine, sam_checkpoint=args.sam_checkpoint,
+                       sam_coarse_thresh=SAM_COARSE_THRESH[args.dataset], sam_prompt_frame=args.sam_prompt_frame)
     mapper = common.build_mapper(cfg)
 
-    def encode(rgb):
-        return mapper.encoder.predict(rgb, names).probs
+    def encode(rgb, hw):
+        return mapper.encoder.predict(rgb, names, size=hw).labels.cpu().numpy()
 
-    m = run_2d(ds, encode=encode, short=s.short, threshold=args.threshold, show_progress=not args.no_progress,
+    m = run_2d(ds, encode=encode, scale=s.scale, show_progress=not args.no_progress,
                desc=f"{args.dataset} {args.preset}")
     random = common.is_random(args.model)
+    method = "radseg+" if args.sam_refine else "radseg"
+    h0, w0 = ds.image(0).shape[:2]
+    resized = rescale_size(h0, w0, s.scale)
     out_dir = Path(args.out_dir)
-    report = {"dataset": args.dataset, "root": str(args.root), "preset": args.preset,
-              "settings": {"short_side": s.short, "crop": s.crop, "stride": s.stride}, "images": len(ds),
-              "model": args.model, "random_weights": random, "miou_2d": m.as_dict()}
+    report = {"dataset": args.dataset, "root": str(args.root), "preset": args.preset, "method": method,
+              "settings": {"scale": list(s.scale), "short_side": s.short, "crop": s.crop, "stride": s.stride,
+                           "input_sizing": args.input_sizing, "dtype": args.dtype, "threshold": args.threshold,
+                           "class_names": args.class_names,
+                           **({"sam_coarse_thresh": cfg.sam_coarse_thresh, "sam_prompt_frame": args.sam_prompt_frame}
+                              if args.sam_refine else {})},
+              "first_image": {"original": [h0, w0], "resized": list(resized),
+                              "encoder_input": list(mapper.encoder.input_size(*resized))},
+              "images": len(ds), "model": args.model, "random_weights": random, "miou_2d": m.as_dict()}
+    a2 = PAPER_A2[method][args.preset][args.dataset]
+    t1 = paper_tab1(method, args.preset, args.dataset)
     if random:
         report["note"] = "random weights: these numbers say the pipeline runs, nothing about quality"
     else:
-        report["paper_tab1_radseg_base"] = PAPER_2D[args.preset][args.dataset]
+        report[f"paper_tab_a2_{method}_base"] = a2
+        report[f"paper_tab1_{method}_base"] = t1
     common.write_json(out_dir / "eval.json", common.json_safe(report))
-    print(f"{args.dataset} ({len(ds)} images), preset {args.preset}: shorter side {s.short}, "
-          f"window {s.crop}/{s.stride}")
+    print(f"{args.dataset} ({len(ds)} images), preset {args.preset}: resize to scale {s.scale[0]}x{s.scale[1]} "
+          f"(first image {w0}x{h0} -> {resized[1]}x{resized[0]}, encoder input "
+          f"{report['first_image']['encoder_input'][1]}x{report['first_image']['encoder_input'][0]}), "
+          f"window {s.crop}/{s.stride}, {args.dtype}{', RADSeg+' if args.sam_refine else ''}")
     print(m.table())
     if random:
         print(f"\nNOTE: model '{args.model}' has RANDOM WEIGHTS: these numbers are meaningless (pipeline check).")
         common.random_banner(args.model)
     else:
-        print(f"paper (Tab. 1, RADSeg base, {args.preset}): {PAPER_2D[args.preset][args.dataset]:.2f} mIoU")
+        print(f"paper (Tab. A.2, {method} base, {args.preset} resolution): {a2:.2f} mIoU")
+        print(f"note: Tab. 1 reports the best run at or below this resolution: {t1:.2f}")
     print(f"\nwrote {out_dir / 'eval.json'}", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ import pytest
 from radseg_core.cli import eval as eval_cli
 from radseg_core.datasets import ReplicaDataset, ScanNetDataset
 from radseg_core.eval import LabelVoxelizer
-from radseg_core.eval_bench import PRESETS_2D, RADSEG_3D, Preset2D, Preset3D, resize_exact
+from radseg_core.eval_bench import PRESETS_2D, RADSEG_3D, Preset3D, resize_exact
 from radseg_core.types import Frame
 
 MODEL = ["--model", "random-tiny", "--device", "cpu", "--no-progress"]
@@ -174,9 +174,6 @@ def test_preset_values_match_the_paper():
     assert r.ignore == () and set(s.ignore) == {"otherprop", "otherstructure", "otherfurniture"}
     assert len(r.scenes) == 8 and len(s.scenes) == 5
     assert Preset3D().modes == ("features", "probabilities")
-    assert PRESETS_2D["mid"]["cityscapes"] == Preset2D(688, 336, 224)
-    assert PRESETS_2D["high"]["cocostuff"] == Preset2D(896, 336, 336)
-    assert PRESETS_2D["low"]["voc"] == Preset2D(336, 224, 112)
 
 
 def test_resize_exact_scales_intrinsics_per_axis():
@@ -228,3 +225,65 @@ def test_cli_modules_import_without_a_cycle():
 
     cycles = [m for m in graph if reaches(m, m)]
     assert not cycles, f"import cycle among radseg_core.cli modules: {cycles}"
+
+
+# RADSeg evaluation/2d/configs, value by value: {resolution: {dataset: (Resize scale, slide_crop, slide_stride)}}.
+# crop 336 / stride 224 come from base_config.py unless the resolution's cfg_*.py overrides them.
+OFFICIAL_2D = {
+    "low": {"voc": ((2048, 336), 224, 112), "cocostuff": ((2048, 336), 224, 112),
+            "context": ((2048, 336), 224, 112), "ade20k": ((2048, 336), 224, 112),
+            "cityscapes": ((2048, 560), 224, 112)},
+    "mid": {"voc": ((2048, 336), 336, 112), "cocostuff": ((2048, 448), 336, 224),
+            "context": ((4096, 576), 336, 224), "ade20k": ((2048, 576), 336, 224),
+            "cityscapes": ((2048, 688), 336, 224)},
+    "high": {"voc": ((2016, 672), 336, 224), "cocostuff": ((1334, 896), 336, 224),
+             "context": ((2016, 672), 336, 224), "ade20k": ((2016, 672), 336, 224),
+             "cityscapes": ((2688, 1344), 336, 224)},
+}
+
+
+def test_2d_presets_equal_the_official_configs():
+    got = {r: {d: (p.scale, p.crop, p.stride) for d, p in ds.items()} for r, ds in PRESETS_2D.items()}
+    assert got == OFFICIAL_2D
+    assert all(p.stride == 224 for p in PRESETS_2D["high"].values())  # base_config, not Tab. A.1's 336
+
+
+def _official_encoder_input(h, w, scale, crop, stride):
+    """mmseg Resize(scale, keep_ratio) then RADSeg _preprocess_image, restated from their code."""
+    f = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    h, w = int(h * f + 0.5), int(w * f + 0.5)
+    if h % stride == 0 and w % stride == 0:
+        return h, w
+    L = max(h, w)
+    dst = L if L % stride == 0 else (L // stride + 1) * stride
+    nh, nw = int(h * dst / L), int(w * dst / L)
+    nh, nw = (v if v % stride == 0 else (v // stride + 1) * stride for v in (nh, nw))
+    return max(nh, crop), max(nw, crop)
+
+
+@pytest.mark.parametrize("resolution", ["low", "mid", "high"])
+def test_2d_encoder_input_sizes_equal_the_official(resolution):
+    """What the encoder is fed for typical images of each benchmark (VOC / Context 500x375, COCO 640x480
+    and 640x427, ADE 683x512, Cityscapes 2048x1024), through our resize and the encoder's own sizing."""
+    from radseg_core.encoder import build_encoder
+    from radseg_core.eval_bench import rescale_size
+
+    sizes = {"voc": [(375, 500), (500, 333)], "context": [(375, 500)], "cocostuff": [(480, 640), (427, 640)],
+             "ade20k": [(512, 683), (683, 512)], "cityscapes": [(1024, 2048)]}
+    for dataset, p in PRESETS_2D[resolution].items():
+        enc = build_encoder("random-tiny", crop=p.crop, stride=p.stride, input_sizing="official")
+        for h, w in sizes[dataset]:
+            got = enc.input_size(*rescale_size(h, w, p.scale))
+            assert got == _official_encoder_input(h, w, *OFFICIAL_2D[resolution][dataset]), (dataset, h, w)
+    if resolution == "mid":
+        enc = build_encoder("random-tiny", crop=336, stride=224, input_sizing="official")
+        assert enc.input_size(*rescale_size(375, 500, (4096, 576))) == (672, 896)  # was 576x768
+        assert enc.input_size(*rescale_size(1024, 2048, (2048, 688))) == (896, 1568)  # was 688x1376
+
+
+def test_paper_figures_tab_a2_and_tab1():
+    from radseg_core.eval_bench import PAPER_A2, paper_tab1
+
+    assert PAPER_A2["radseg"]["high"]["voc"] == 84.07 and paper_tab1("radseg", "high", "voc") == 89.28
+    assert paper_tab1("radseg", "high", "cityscapes") == 48.79 and paper_tab1("radseg", "low", "ade20k") == 27.16
+    assert paper_tab1("radseg+", "high", "context") == 48.59
