@@ -219,13 +219,16 @@ def write_json(path: str | Path, obj) -> Path:
 
 
 def json_safe(d):
-    """JSON-safe copy for reports: NaN (a class absent, a metric undefined) becomes null."""
+    """JSON-safe copy for reports: NaN (a class absent, a metric undefined) becomes null, an infinite
+    setting (no depth limit) the string "inf"."""
     if isinstance(d, dict):
         return {k: json_safe(v) for k, v in d.items()}
-    if isinstance(d, list):
+    if isinstance(d, (list, tuple)):
         return [json_safe(v) for v in d]
     if isinstance(d, float) and math.isnan(d):
         return None
+    if isinstance(d, float) and math.isinf(d):
+        return "inf" if d > 0 else "-inf"
     return d
 
 

@@ -85,21 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def probability_labels(vmap, map_classes: list[str | None], classes: list[str],
-                       threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per voxel: dataset label and score. The argmax runs over the map's classes that are dataset classes
-    (None / unknown names are not queried), renamed by name; 0 where the best probability <= threshold."""
+def probability_labels(vmap, map_classes: list[str | None], classes: list[str], threshold: float = 0.0,
+                       prompt_denoising: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel: dataset label and score, labelled as RayFronts labels probability maps: the averaged
+    probabilities of the map's classes that are dataset classes (None / unknown names are not queried;
+    they only add to the vector's length) against one-hot class embeddings, softmax(100 cos), then
+    ``compute_semseg_preds`` (chunked prompt denoising, 0 below ``threshold``); renamed by name."""
+    from radseg_core.eval import compute_semseg_preds, onehot_class_probs
+
     if len(vmap) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(map_classes) != vmap.dim:
         raise common.CLIError(f"the map has {vmap.dim} probabilities but names {len(map_classes)} classes")
-    probs = vmap.values().float().numpy().copy()
-    lut = np.array([0] + [classes.index(n) + 1 if n in classes else 0 for n in map_classes], np.int64)
-    probs[:, lut[1:] == 0] = -np.inf
-    best = probs.argmax(axis=1)
-    score = probs[np.arange(len(probs)), best]
-    raw = np.where(score > max(threshold, 0.0), best + 1, 0)
-    return lut[raw], np.where(np.isfinite(score), score, 0).astype(np.float32)
+    probs = vmap.values().float().numpy()
+    lut = np.array([classes.index(n) + 1 if n in classes else 0 for n in map_classes], np.int64)
+    queried = lut > 0
+    if not queried.any():
+        raise common.CLIError("none of the map's classes is a class of the dataset")
+    other = np.sqrt((probs[:, ~queried].astype(np.float64) ** 2).sum(1))  # same length, never a class
+    scores = onehot_class_probs(probs[:, queried], other)
+    raw = compute_semseg_preds(scores, prompt_denoising, threshold)
+    best = np.nan_to_num(scores.max(axis=1), nan=0.0)
+    return np.concatenate([[0], lut[queried]])[raw], best.astype(np.float32)
 
 
 def _map_labels(mapper, args) -> np.ndarray:
@@ -132,15 +139,18 @@ def _main(args: argparse.Namespace) -> int:
     classes = list(getattr(dataset, "classes", None) or [])
     if not classes:
         raise common.CLIError(f"{args.input}: the dataset has no class list, so there is nothing to score")
-    try:
-        gt_points, gt_labels = dataset.gt_points()
-    except NotImplementedError as e:
-        raise common.CLIError(f"{args.input}: no ground-truth labelled cloud ({e})") from None
     ignore = common.parse_classes(args.ignore) or []
     unknown = [c for c in ignore if c not in classes]
     if unknown:
         raise common.CLIError(f"--ignore names {unknown}, which are not classes of the dataset ({classes})")
     ignore_ids = [classes.index(c) + 1 for c in ignore]
+    try:  # lifted ground truth (ScanNet) leaves ignored classes out of its queries, as RayFronts
+        from radseg_core.datasets import ScanNetDataset
+
+        lifted = isinstance(dataset, ScanNetDataset)
+        gt_points, gt_labels = dataset.gt_points(ignore_labels=tuple(ignore_ids)) if lifted else dataset.gt_points()
+    except NotImplementedError as e:
+        raise common.CLIError(f"{args.input}: no ground-truth labelled cloud ({e})") from None
     # not-queried: the mapper only knows the kept classes; its label j maps back to lut[j]
     kept = [i for i, c in enumerate(classes) if args.ignore_mode != "not-queried" or c not in ignore]
     queried = [classes[i] for i in kept]
@@ -164,7 +174,8 @@ def _main(args: argparse.Namespace) -> int:
         if cfg.mode == "probabilities":  # no model needed: labels are in the map
             xyz = vmap.centers().numpy()
             kept = [c if c in queried else None for c in cfg.classes]
-            labels, _ = probability_labels(vmap, kept, classes, threshold=args.threshold or 0.0)
+            labels, _ = probability_labels(vmap, kept, classes, threshold=args.threshold or 0.0,
+                                           prompt_denoising=cfg.prompt_denoising)
             n_vox = len(vmap)
         else:
             mapper = common.build_mapper(cfg)

@@ -16,8 +16,8 @@ def _hw(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW, e.g. 640x1136, got {text!r}") from None
-    if h < 16 or w < 16 or h % 16 or w % 16:
-        raise argparse.ArgumentTypeError(f"HxW must be multiples of 16 (the patch size), got {text}")
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f"HxW must be at least 16x16, got {text}")
     return h, w
 
 
@@ -27,8 +27,10 @@ def build_parser_3d(kind: str) -> argparse.ArgumentParser:
     p0 = RADSEG_3D[kind]
     p = common.make_parser(
         f"{PROG} {kind}",
-        f"Map and score {kind} scenes with RADSeg's 3D settings (Tab. 2, appendix A3): per-scene and mean "
-        "mIoU / f-mIoU for feature and probability aggregation. Flags override single settings.",
+        f"Map and score {kind} scenes as RADSeg's evaluation/3d/configs/{kind}_radseg.yaml runs them through "
+        "RayFronts (Tab. 2): frames loaded and resized as RayFronts' loaders, the official encoder input size, "
+        "fp32, RayFronts' voxel order, labels and ground truth; per-scene and mean mIoU / f-mIoU for feature "
+        "and probability aggregation. Flags override single settings (docs/eval.md lists every value).",
         f"example:\n  {PROG} {kind} ~/data/{'Replica' if kind == 'replica' else 'scannet/scans'} "
         "--preset radseg-3d -o out/" + kind)
     p.add_argument("path", metavar="PATH", help=f"one {kind} scene folder, or a folder of scenes")
@@ -46,13 +48,17 @@ def build_parser_3d(kind: str) -> argparse.ArgumentParser:
     p.add_argument("--frame-skip", type=int, default=None,
                    help=f"frames dropped after each used one (preset {p0.frame_skip}: every 11th frame)")
     p.add_argument("--input-size", type=_hw, default=None,
-                   help=f"encoder input HxW (preset {p0.input_hw[0]}x{p0.input_hw[1]})")
+                   help=f"rgb and depth resolution HxW the frames are resized to (preset {p0.rgb_hw[0]}x"
+                        f"{p0.rgb_hw[1]}); the encoder input follows from it")
+    p.add_argument("--input-sizing", default=None, choices=["official", "snap16"],
+                   help=f"encoder input size rule (preset {p0.input_sizing}: RADSeg's _preprocess_image)")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"prediction threshold (preset {p0.prediction_threshold})")
     p.add_argument("--max-frames", type=common.positive_int, default=None, help="frames per scene (checks)")
     p.add_argument("--save-maps", action="store_true", help="write OUT_DIR/<scene>_<mode>.rsmap")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_model_args(p)
+    p.set_defaults(dtype="float32")  # the configs' amp: false
     return p
 
 
@@ -62,7 +68,8 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
 
     preset = preset_with(
         RADSEG_3D[kind], k=args.k, grid=args.grid, voxel_size=args.voxel_size, frame_skip=args.frame_skip,
-        input_hw=args.input_size, prediction_threshold=args.threshold,
+        rgb_hw=args.input_size, depth_hw=args.input_size, input_sizing=args.input_sizing,
+        prediction_threshold=args.threshold,
         scenes=tuple(common.parse_classes(args.scenes)) if args.scenes else None,
         modes=tuple(common.parse_classes(args.modes)) if args.modes else None)
     bad = [m for m in preset.modes if m not in ("features", "probabilities")]
@@ -77,7 +84,8 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                             crop=preset.crop, stride=preset.window_stride,
                             prediction_threshold=preset.prediction_threshold,
                             prompt_denoising=preset.prompt_denoising, voxel_size=preset.voxel_size,
-                            max_depth=preset.max_depth, voxel_grid=preset.grid,
+                            min_depth=preset.min_depth, max_depth=preset.max_depth, voxel_grid=preset.grid,
+                            input_sizing=preset.input_sizing, storage_dtype=preset.storage_dtype,
                             free_space_decay=0.0)  # RayFronts' maps bin on its grid and never clear
 
     out_dir = Path(args.out_dir)
@@ -87,12 +95,17 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                  model=args.model, random_weights=random, extra_ignore=common.parse_classes(args.ignore) or [],
                  ignore_mode=args.ignore_mode, max_frames=args.max_frames, show_progress=not args.no_progress,
                  out_dir=out_dir if args.save_maps else None)
+    from radseg_core.encoder.windows import snap_size, stride_size
+
+    h, w = (stride_size(*preset.rgb_hw, preset.window_stride, preset.crop) if preset.input_sizing == "official"
+            else snap_size(*preset.rgb_hw))
     report = run.as_dict()
-    report["ignore_mode"] = args.ignore_mode
+    report.update(ignore_mode=args.ignore_mode, dtype=args.dtype, encoder_input_hw=[h, w])
     common.write_json(out_dir / "eval.json", common.json_safe(report))
     print(f"{kind}, preset {args.preset}: {len(run.classes)} classes, ignored {run.ignore or 'none'}, "
           f"k={preset.k}, {preset.voxel_size} m voxels, frame skip {preset.frame_skip}, "
-          f"input {preset.input_hw[0]}x{preset.input_hw[1]}, window {preset.crop}/{preset.window_stride}")
+          f"frames {preset.rgb_hw[0]}x{preset.rgb_hw[1]} (encoder input {h}x{w}, {preset.input_sizing}), "
+          f"window {preset.crop}/{preset.window_stride}, {args.dtype}, {preset.storage_dtype} voxels")
     print(run.table())
     if random:
         print(f"\nNOTE: model '{args.model}' has RANDOM WEIGHTS: these numbers are meaningless (pipeline check).")
