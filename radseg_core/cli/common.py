@@ -60,6 +60,13 @@ def add_map_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--point-stride", type=positive_int, default=1,
                    help="integrate every n-th depth pixel row/column")
     g.add_argument("--max-depth", type=positive_float, default=5.0, help="ignore depth beyond this (m)")
+    add_input_sizing_arg(g)
+
+
+def add_input_sizing_arg(g) -> None:
+    g.add_argument("--input-sizing", default="snap16", choices=["snap16", "official"],
+                   help="encoder input size: snap16 (nearest multiples of 16, default) or official (RADSeg's "
+                        "_preprocess_image: up to multiples of the window stride; docs/encoder.md)")
 
 
 def add_input_args(p: argparse.ArgumentParser) -> None:

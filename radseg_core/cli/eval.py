@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--point-stride", type=common.positive_int, default=1,
                    help="integrate every n-th depth pixel row/column")
     g.add_argument("--max-depth", type=common.positive_float, default=5.0, help="ignore depth beyond this (m)")
+    common.add_input_sizing_arg(g)
     return p
 
 
@@ -190,7 +191,8 @@ def _main(args: argparse.Namespace) -> int:
         cfg = MapperConfig(model=model_name, lang_model=args.lang, text_model_path=args.text_model_path,
                            device=args.device, dtype=args.dtype, mode=args.mode, classes=queried,
                            voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
-                           voxel_grid=args.grid, free_space_decay=0.0)  # the protocol's lattice, no clearing
+                           voxel_grid=args.grid, free_space_decay=0.0,  # the protocol's lattice, no clearing
+                           input_sizing=args.input_sizing)
         mapper = common.build_mapper(cfg)
         cm2d = ConfusionMatrix(K, ignore_ids)
         has_2d = True

@@ -474,3 +474,11 @@ def test_probability_map_never_integrates_zero_vectors_from_refinement():
     sums = mapper.map.values().float().sum(dim=1)
     floor = float(res.map_probs().sum(dim=0).min())  # each voxel averages pixels whose vectors sum to >= this
     assert len(sums) and floor > 0.5 and float(sums.min()) >= floor - 1e-5
+
+
+def test_mapper_config_carries_radseg_plus_settings_to_the_refiner():
+    from radseg_core.pipeline import MapperConfig, _refine_config
+
+    assert _refine_config(MapperConfig()) is None
+    cfg = _refine_config(MapperConfig(sam_refine=True, sam_coarse_thresh=0.05, sam_prompt_frame="exact"))
+    assert (cfg.coarse_thresh, cfg.prompt_frame, cfg.iou_thresh) == (0.05, "exact", 0.9)

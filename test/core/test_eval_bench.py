@@ -380,3 +380,12 @@ def test_paper_figures_tab_a2_and_tab1():
     assert PAPER_A2["radseg"]["high"]["voc"] == 84.07 and paper_tab1("radseg", "high", "voc") == 89.28
     assert paper_tab1("radseg", "high", "cityscapes") == 48.79 and paper_tab1("radseg", "low", "ade20k") == 27.16
     assert paper_tab1("radseg+", "high", "context") == 48.59
+
+
+def test_map_and_eval_cli_take_input_sizing():
+    from radseg_core.cli import map as map_cli
+
+    args = map_cli.build_parser().parse_args(["sample", "--input-sizing", "official"])
+    assert map_cli.config_from_args(args, ["wall"]).input_sizing == "official"
+    assert map_cli.config_from_args(map_cli.build_parser().parse_args(["sample"]), ["wall"]).input_sizing == "snap16"
+    assert eval_cli.build_parser().parse_args(["sample", "--input-sizing", "official"]).input_sizing == "official"
