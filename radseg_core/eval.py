@@ -20,23 +20,26 @@ RADSeg's 3D numbers use); each rule has a switch so other conventions can be rep
   only be turned into 0 (a miss), which is what ``ConfusionMatrix`` does with labels and what
   ``radseg-eval --ignore-mode miss`` selects.
 * **3D ground truth** is voxelised first (``voxelize_gt``): RayFronts voxelises external ground truth at
-  the map's voxel size (one-hot sum, argmax: majority label, 0 votes too, ties to the lowest label) and
-  lifts ScanNet's 2D labels into the same kind of voxel map.
+  the map's voxel size (one-hot sum, argmax: majority label, 0 votes too, ties to the lowest label); it
+  lifts ScanNet's 2D labels through a voxel map of one-hot labels and labels those voxels like map voxels
+  (:class:`LabelVoxelizer`: unlabelled points never win).
 * **Voxel grid** (``grid``): RayFronts voxelises with ``round(p / voxel_size)`` (voxel centres at
   ``k * voxel_size``, ``geometry3d.pointcloud_to_sparse_voxels``); ``grid="floor"`` gives cells
   ``[k, k+1) * voxel_size`` (our map's own grid). Ties at exactly .5 round half to even, as ``torch.round``.
-* **Alignment** (``align`` / ``k``): ``"nearest"`` (RayFronts ``k > 0``; every published config uses
-  ``k = 5``) gives every ground-truth voxel the mode of the labels of its ``k`` nearest map voxels (label 0
-  votes too; ties to the lowest label, as ``torch.mode``), so unmapped regions are scored by whatever was
-  mapped nearby; ``max_distance`` turns predictions farther than that into 0 (stricter than the
-  reference). ``"voxel"`` (RayFronts ``k = 0``) compares voxel by voxel over the union: ground-truth
-  voxels with no prediction are misses, predicted voxels with no ground truth are skipped (gt = 0).
-  Upstream sums the label ids of coincident entries; we take the per-voxel majority, which is the same
-  whenever each side has at most one entry per voxel (true for voxel maps at the same size and grid).
+* **Alignment** (``align`` / ``k``): ``"nearest"`` (RayFronts ``k > 0``; every published config uses ``k =
+  5``) gives every ground-truth voxel the mode of the labels of its ``k`` nearest map voxels (label 0 votes
+  too; ties to the lowest label, as ``torch.mode`` on CPU; the neighbours from scikit-learn's ``BallTree``
+  as upstream when installed), so unmapped regions are scored by whatever was mapped nearby;
+  ``max_distance`` turns predictions farther than that into 0 (stricter than the reference). ``"voxel"``
+  (RayFronts ``k = 0``) compares voxel by voxel over the union: ground-truth voxels with no prediction are
+  misses, predicted voxels with no ground truth are skipped (gt = 0). Upstream sums the label ids of
+  coincident entries; we take the per-voxel majority, which is the same whenever each side has at most one
+  entry per voxel (true for voxel maps at the same size and grid).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -158,19 +161,12 @@ def nearest_neighbours(query: np.ndarray, points: np.ndarray, k: int = 1) -> tup
     if len(points) == 0:
         raise ValueError("no points to search")
     k = min(k, len(points))
-    try:
-        from sklearn.neighbors import BallTree
-    except ImportError:
-        BallTree = None
-    if BallTree is not None:
-        d, i = BallTree(points).query(query, k=k)
-        return d.reshape(len(query), k), i.reshape(len(query), k)
-    try:
-        from scipy.spatial import cKDTree
-    except ImportError:
-        cKDTree = None
-    if cKDTree is not None:
-        d, i = cKDTree(points).query(query, k=k)
+    for module, tree in (("sklearn.neighbors", "BallTree"), ("scipy.spatial", "cKDTree")):
+        try:
+            search = getattr(importlib.import_module(module), tree)
+        except ImportError:
+            continue
+        d, i = search(points).query(query, k=k)
         return d.reshape(len(query), k), i.reshape(len(query), k)
     P = torch.from_numpy(points)
     ds, js = [], []

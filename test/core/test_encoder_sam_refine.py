@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from official_reference import preprocess_sam_size
 
 from radseg_core.encoder import build_encoder
 from radseg_core.encoder.sam_refine import (
@@ -265,17 +266,12 @@ def test_dense_mask_prompt_equals_the_references():
         RefineConfig(mask_prompt="4d")
 
 
-def _preprocess_sam_size(h: int, w: int) -> tuple[int, int]:
-    """RADSeg ``_preprocess_sam``: the longer side 1024, the other ``int(side * 64 / longer) * 16``."""
-    return (1024, int(w * 64 / h) * 16) if h >= w else (int(h * 64 / w) * 16, 1024)
-
-
 @pytest.mark.parametrize("hw", [(448, 672), (333, 500), (427, 640), (512, 683), (480, 640), (360, 640),
                                 (640, 427), (64, 96)])
 def test_sam_input_size_rounds_down_as_preprocess_sam(hw):
     enc = build_encoder("random-tiny", crop=64, stride=32)
     _, size = enc.sam_embedding(torch.rand(3, *hw))
-    assert size == _preprocess_sam_size(*hw)
+    assert size == preprocess_sam_size(*hw)
     if hw == (448, 672):
         assert size == (672, 1024)  # nearest rounding gave 688
 
@@ -313,7 +309,7 @@ def test_prompt_frames_official_and_exact():
     probs[1, 100:250, 200:400] = 0.9
     probs[0, 100:250, 200:400] = 0.1
     pred = probs.argmax(0)
-    sam_size = _preprocess_sam_size(334, 500)  # (672, 1024)
+    sam_size = preprocess_sam_size(334, 500)  # (672, 1024)
     got = {}
     for frame in ("official", "exact"):
         dec = BoxDecoder()
@@ -422,7 +418,7 @@ def test_refinement_equals_the_official_code_path(hw):
     probs[2] = 0.0  # one class removed by prompt denoising
     pred = probs.argmax(0)
     emb = torch.randn(1, 32, 64, 64, generator=g)
-    sam_size = _preprocess_sam_size(h, w)
+    sam_size = preprocess_sam_size(h, w)
     predictor = sa.SamPredictor(sam)
     predictor.features, predictor.is_image_set = emb, True
     predictor.original_size, predictor.input_size = (h, w), sam_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from official_reference import preprocess_image_size
 
 from radseg_core.encoder import RADSegEncoder
 from radseg_core.encoder.windows import crop_windows, snap_size, stitch_windows, window_grid
@@ -144,20 +145,6 @@ def test_crop_zero_means_one_whole_image_forward():
     torch.testing.assert_close(enc.encode_features(x), ref)
 
 
-def _preprocess_image_size(h: int, w: int, stride: int, crop: int) -> tuple[int, int]:
-    """RADSeg ``_preprocess_image`` (radseg/radseg.py), restated on sizes: unchanged when both sides are
-    multiples of the stride; else the longer side up to a multiple of the stride, the other scaled and
-    truncated, both up to multiples of the stride, at least the crop."""
-    if h % stride == 0 and w % stride == 0:
-        return h, w
-    longer = max(h, w)
-    dst = longer if longer % stride == 0 else (longer // stride + 1) * stride
-    nh, nw = int(h * dst / longer), int(w * dst / longer)
-    nh = nh if nh % stride == 0 else (nh // stride + 1) * stride
-    nw = nw if nw % stride == 0 else (nw // stride + 1) * stride
-    return max(nh, crop), max(nw, crop)
-
-
 @pytest.mark.parametrize(("hw", "stride", "crop", "expected", "windows"), [
     ((576, 768), 224, 336, (672, 896), 12),  # ADE / Context mid (500x375 resized): ours was 576x768, 9 windows
     ((688, 1376), 224, 336, (896, 1568), 28),  # Cityscapes mid: ours was 688x1376, 18 windows
@@ -170,7 +157,7 @@ def _preprocess_image_size(h: int, w: int, stride: int, crop: int) -> tuple[int,
 def test_stride_size_is_preprocess_image(hw, stride, crop, expected, windows):
     from radseg_core.encoder.windows import stride_size
 
-    assert stride_size(*hw, stride, crop) == expected == _preprocess_image_size(*hw, stride, crop)
+    assert stride_size(*hw, stride, crop) == expected == preprocess_image_size(*hw, stride, crop)
     assert window_grid(*expected, crop, stride).num == windows
 
 
@@ -180,14 +167,14 @@ def test_stride_size_equals_the_reference_on_many_sizes():
     rng = np.random.default_rng(0)
     for h, w in rng.integers(100, 2100, (400, 2)):
         for stride, crop in ((112, 224), (112, 336), (224, 336)):
-            assert stride_size(int(h), int(w), stride, crop) == _preprocess_image_size(int(h), int(w), stride, crop)
+            assert stride_size(int(h), int(w), stride, crop) == preprocess_image_size(int(h), int(w), stride, crop)
 
 
 def test_input_sizing_official_feeds_the_reference_size(encoder):
     loaded = load_radio("random-tiny")
     official = RADSegEncoder(loaded, TextEmbedder(loaded.text), crop=64, stride=32, input_sizing="official")
     img = (np.random.default_rng(0).random((60, 100, 3)) * 255).astype(np.uint8)
-    assert official.input_size(60, 100) == (96, 128) == _preprocess_image_size(60, 100, 32, 64)
+    assert official.input_size(60, 100) == (96, 128) == preprocess_image_size(60, 100, 32, 64)
     assert encoder.input_size(60, 100) == (64, 96)  # snap16
     assert official.encode_features(img).shape[-2:] == (6, 8)
     assert encoder.encode_features(img).shape[-2:] == (4, 6)

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from official_reference import preprocess_image_size
 
 from radseg_core.cli import eval as eval_cli
 from radseg_core.datasets import ReplicaDataset, ScanNetDataset
@@ -342,16 +343,9 @@ def test_2d_presets_equal_the_official_configs():
 
 
 def _official_encoder_input(h, w, scale, crop, stride):
-    """mmseg Resize(scale, keep_ratio) then RADSeg _preprocess_image, restated from their code."""
+    """mmseg Resize(scale, keep_ratio) (mmcv rescale_size), then RADSeg's _preprocess_image."""
     f = min(max(scale) / max(h, w), min(scale) / min(h, w))
-    h, w = int(h * f + 0.5), int(w * f + 0.5)
-    if h % stride == 0 and w % stride == 0:
-        return h, w
-    L = max(h, w)
-    dst = L if L % stride == 0 else (L // stride + 1) * stride
-    nh, nw = int(h * dst / L), int(w * dst / L)
-    nh, nw = (v if v % stride == 0 else (v // stride + 1) * stride for v in (nh, nw))
-    return max(nh, crop), max(nw, crop)
+    return preprocess_image_size(int(h * f + 0.5), int(w * f + 0.5), stride, crop)
 
 
 @pytest.mark.parametrize("resolution", ["low", "mid", "high"])

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from official_reference import preprocess_image_size
 
 from radseg_core.datasets import ReplicaDataset
 from radseg_core.datasets.rayfronts import RayFrontsFrames
@@ -36,20 +37,10 @@ SCALE = 6553.5
 FRAMES = 7  # frames 0, 3, 6 are used with frame_skip 2
 
 
-def _preprocess_image_size(h: int, w: int, stride: int, crop: int) -> tuple[int, int]:
-    if h % stride == 0 and w % stride == 0:
-        return h, w
-    longer = max(h, w)
-    dst = longer if longer % stride == 0 else (longer // stride + 1) * stride
-    nh, nw = int(h * dst / longer), int(w * dst / longer)
-    nh, nw = (v if v % stride == 0 else (v // stride + 1) * stride for v in (nh, nw))
-    return max(nh, crop), max(nw, crop)
-
-
 def stand_in_features(rgb: torch.Tensor) -> torch.Tensor:
     """(3, H, W) float in [0, 1] -> (6, h, w): the image resized to the official encoder input size, then
     per 16x16 patch the mean colour and the mean squared colour."""
-    h, w = _preprocess_image_size(*rgb.shape[-2:], PRESET.window_stride, PRESET.crop)
+    h, w = preprocess_image_size(*rgb.shape[-2:], PRESET.window_stride, PRESET.crop)
     x = F.interpolate(rgb[None].float(), size=(h, w), mode="bilinear", align_corners=False)
     return torch.cat([F.avg_pool2d(x, 16), F.avg_pool2d(x * x, 16)], dim=1)[0]
 
