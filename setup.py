@@ -13,12 +13,15 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["radseg_core", "radseg_core.*"]),
+    package_data={"radseg_core": ["datasets/class_names/*.txt"]},  # the 2D benchmarks' official prompts
     install_requires=["numpy>=1.24", "torch>=2.1", "pyyaml>=6", "tqdm>=4.60", "einops>=0.7"],
     extras_require={
         "models": ["timm>=1.0.31", "transformers>=4.50", "open_clip_torch>=2.24"],
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
         "sample": ["scikit-image>=0.22"],  # the Middlebury frame behind the sample sequence
-        "eval": ["scipy>=1.10"],  # k-nearest-neighbour voting of radseg-eval on full scenes (torch fallback: slow)
+        # k-nearest-neighbour voting of radseg-eval on full scenes (torch fallback: slow); scikit-learn's
+        # BallTree is RayFronts' own, so ties among equidistant voxels go as there
+        "eval": ["scipy>=1.10", "scikit-learn>=1.3"],
     },
     entry_points={
         "console_scripts": [

@@ -20,23 +20,26 @@ RADSeg's 3D numbers use); each rule has a switch so other conventions can be rep
   only be turned into 0 (a miss), which is what ``ConfusionMatrix`` does with labels and what
   ``radseg-eval --ignore-mode miss`` selects.
 * **3D ground truth** is voxelised first (``voxelize_gt``): RayFronts voxelises external ground truth at
-  the map's voxel size (one-hot sum, argmax: majority label, 0 votes too, ties to the lowest label) and
-  lifts ScanNet's 2D labels into the same kind of voxel map.
+  the map's voxel size (one-hot sum, argmax: majority label, 0 votes too, ties to the lowest label); it
+  lifts ScanNet's 2D labels through a voxel map of one-hot labels and labels those voxels like map voxels
+  (:class:`LabelVoxelizer`: unlabelled points never win).
 * **Voxel grid** (``grid``): RayFronts voxelises with ``round(p / voxel_size)`` (voxel centres at
   ``k * voxel_size``, ``geometry3d.pointcloud_to_sparse_voxels``); ``grid="floor"`` gives cells
   ``[k, k+1) * voxel_size`` (our map's own grid). Ties at exactly .5 round half to even, as ``torch.round``.
-* **Alignment** (``align`` / ``k``): ``"nearest"`` (RayFronts ``k > 0``; every published config uses
-  ``k = 5``) gives every ground-truth voxel the mode of the labels of its ``k`` nearest map voxels (label 0
-  votes too; ties to the lowest label, as ``torch.mode``), so unmapped regions are scored by whatever was
-  mapped nearby; ``max_distance`` turns predictions farther than that into 0 (stricter than the
-  reference). ``"voxel"`` (RayFronts ``k = 0``) compares voxel by voxel over the union: ground-truth
-  voxels with no prediction are misses, predicted voxels with no ground truth are skipped (gt = 0).
-  Upstream sums the label ids of coincident entries; we take the per-voxel majority, which is the same
-  whenever each side has at most one entry per voxel (true for voxel maps at the same size and grid).
+* **Alignment** (``align`` / ``k``): ``"nearest"`` (RayFronts ``k > 0``; every published config uses ``k =
+  5``) gives every ground-truth voxel the mode of the labels of its ``k`` nearest map voxels (label 0 votes
+  too; ties to the lowest label, as ``torch.mode`` on CPU; the neighbours from scikit-learn's ``BallTree``
+  as upstream when installed), so unmapped regions are scored by whatever was mapped nearby;
+  ``max_distance`` turns predictions farther than that into 0 (stricter than the reference). ``"voxel"``
+  (RayFronts ``k = 0``) compares voxel by voxel over the union: ground-truth voxels with no prediction are
+  misses, predicted voxels with no ground truth are skipped (gt = 0). Upstream sums the label ids of
+  coincident entries; we take the per-voxel majority, which is the same whenever each side has at most one
+  entry per voxel (true for voxel maps at the same size and grid).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -149,19 +152,21 @@ def miou_2d(preds: np.ndarray | Iterable[np.ndarray], gts: np.ndarray | Iterable
 def nearest_neighbours(query: np.ndarray, points: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices (M, k) of the ``k`` nearest ``points`` to each ``query`` point.
 
-    Uses scipy's cKDTree when installed (it is not a dependency), else exact chunked torch.cdist, which
-    is O(M N) but bounded in memory.
+    Uses scikit-learn's ``BallTree`` when installed (what RayFronts' ``align_labels_with_knn`` calls, so
+    equidistant neighbours are chosen as there, given the points in the same order), else scipy's
+    cKDTree, else exact chunked torch.cdist (O(M N), bounded in memory). Neither dependency is required;
+    without scikit-learn, which of several equidistant neighbours is taken may differ from RayFronts'.
     """
     query, points = np.asarray(query, dtype=np.float64), np.asarray(points, dtype=np.float64)
     if len(points) == 0:
         raise ValueError("no points to search")
     k = min(k, len(points))
-    try:
-        from scipy.spatial import cKDTree
-    except ImportError:
-        cKDTree = None
-    if cKDTree is not None:
-        d, i = cKDTree(points).query(query, k=k)
+    for module, tree in (("sklearn.neighbors", "BallTree"), ("scipy.spatial", "cKDTree")):
+        try:
+            search = getattr(importlib.import_module(module), tree)
+        except ImportError:
+            continue
+        d, i = search(points).query(query, k=k)
         return d.reshape(len(query), k), i.reshape(len(query), k)
     P = torch.from_numpy(points)
     ds, js = [], []
@@ -311,9 +316,12 @@ def mean_over_scenes(per_scene: Sequence[SegMetrics]) -> dict[str, float]:
 
 
 class LabelVoxelizer:
-    """Lifts per-pixel labels of posed depth frames into voxels with a majority label (RayFronts lifts
-    ScanNet's 2D labels through a voxel map of one-hot features: the per-voxel mean of one-hots, i.e. the
-    label counts, then argmax). Counts are reduced per frame so memory grows with voxels, not pixels."""
+    """Lifts per-pixel labels of posed depth frames into labelled voxels, RayFronts' ``compute_semseg_gt``:
+    a voxel map of one-hot label features (column 0 = unlabelled and ignored classes) gives each voxel the
+    fraction of its points per label; the voxel's label is then predicted like a map voxel's
+    (:func:`onehot_class_probs`: softmax(100 cos) against one-hot class embeddings, argmax, nothing below
+    0.1), so unlabelled points never win a voxel, they only dilute it. Counts are reduced per frame so
+    memory grows with voxels, not pixels."""
 
     def __init__(self, voxel_size: float = 0.05, grid: str = "round"):
         self.voxel_size, self.grid = float(voxel_size), grid
@@ -339,15 +347,51 @@ class LabelVoxelizer:
         self._labels.append(rows[:, 3])
         self._counts.append(cnt)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """Voxel centres (V, 3) and majority labels (V,) (0 votes too, ties to the lowest label)."""
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel keys (V, 3), sorted as ``torch.unique`` sorts rows, and points per label (V, max label + 1)."""
         if not self._keys:
-            return np.zeros((0, 3)), np.zeros(0, np.int64)
+            return np.zeros((0, 3), np.int64), np.zeros((0, 1), np.int64)
         keys, lab, cnt = (np.concatenate(x) for x in (self._keys, self._labels, self._counts))
         uk, inv = np.unique(keys, axis=0, return_inverse=True)
         counts = np.zeros((len(uk), int(lab.max()) + 1), np.int64)
         np.add.at(counts, (inv.ravel(), lab), cnt)
-        return voxel_centres(uk, self.voxel_size, self.grid), counts.argmax(1)
+        return uk, counts
+
+    def result(self, num_classes: int, ignore_labels: Iterable[int] = (),
+               threshold: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel centres (V, 3) and labels (V,) in 0..``num_classes`` by RayFronts' rule (class docstring):
+        labels in ``ignore_labels`` are not queried and count with the unlabelled points."""
+        uk, counts = self.counts()
+        if counts.shape[1] > num_classes + 1:
+            raise ValueError(f"labels up to {counts.shape[1] - 1} but only {num_classes} classes")
+        kept = [c for c in range(1, num_classes + 1) if c not in set(ignore_labels)]
+        full = np.zeros((len(uk), num_classes + 1), np.float64)
+        full[:, : counts.shape[1]] = counts
+        other = full[:, 0] + full[:, [c for c in range(1, num_classes + 1) if c not in kept]].sum(1)
+        frac = full[:, kept] / np.maximum(full.sum(1, keepdims=True), 1)
+        probs = onehot_class_probs(frac, other / np.maximum(full.sum(1), 1))
+        labels = np.asarray([0, *kept], np.int64)[compute_semseg_preds(probs, 0.0, threshold)]
+        return voxel_centres(uk, self.voxel_size, self.grid), labels
+
+
+ONEHOT_EPS = 1e-10  # RayFronts ImageSemSegEncoder.eps: off-class entries of its one-hot "text" embeddings
+
+
+def onehot_class_probs(values: np.ndarray, ignore_mass: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities RayFronts gives a voxel of averaged class scores (its probability-mode maps and
+    its ScanNet ground truth): ``softmax_k(100 cos(v, e_k))`` with ``v = [ignore_mass, values]`` and
+    ``e_k`` the one-hot embedding of class k over K + 1 entries with ``ONEHOT_EPS`` elsewhere
+    (``ImageSemSegEncoder.encode_labels`` + ``compute_cos_sim``), in float32 as there. A zero vector has no
+    direction: its row is NaN, as upstream (``compute_semseg_preds`` then labels it 1, never 0)."""
+    v = torch.as_tensor(np.asarray(values, np.float32).reshape(len(values), -1))
+    n, K = v.shape
+    col0 = torch.zeros(n, 1) if ignore_mass is None else torch.as_tensor(np.asarray(ignore_mass, np.float32))[:, None]
+    v = torch.cat([col0, v], dim=1)
+    e = torch.full((K, K + 1), ONEHOT_EPS)
+    e[torch.arange(K), torch.arange(1, K + 1)] = 1.0
+    v = v / v.norm(dim=-1, keepdim=True)
+    e = e / e.norm(dim=-1, keepdim=True)
+    return torch.softmax(100 * (v @ e.T), dim=-1).numpy()
 
 
 def compute_semseg_preds(probs: np.ndarray, prompt_denoising: float = 0.5, threshold: float = 0.1,
@@ -371,13 +415,15 @@ def compute_semseg_preds(probs: np.ndarray, prompt_denoising: float = 0.5, thres
 
 
 def voxel_class_probs(mapper) -> np.ndarray:
-    """(N, K) class probabilities of every map voxel over ``mapper.config.classes``: softmax(100 cos) of
-    the language-aligned voxel features (features mode) or the averaged stored probabilities."""
+    """(N, K) class probabilities of every map voxel over ``mapper.config.classes``, as RayFronts'
+    ``semseg_eval`` scores them: softmax(100 cos) of the language-aligned voxel features against the class
+    text embeddings (features mode), or of the averaged stored probabilities against one-hot class
+    embeddings (probabilities mode, :func:`onehot_class_probs`)."""
     m = mapper.map
     if len(m) == 0:
         return np.zeros((0, len(mapper.config.classes)), np.float32)
-    if m.mode == "probabilities":
-        return m.values().float().cpu().numpy()
+    if m.mode == "probabilities":  # RayFronts: averaged probabilities against one-hot class embeddings
+        return onehot_class_probs(m.values().float().cpu().numpy())
     from radseg_core.query import map_cosines
 
     cos = map_cosines(m, mapper.encoder.encode_text(list(mapper.config.classes)).float(), mapper.encoder.align)

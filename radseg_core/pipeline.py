@@ -55,6 +55,10 @@ class MapperConfig:
     scga_scaling: float = 10.0
     sam_refine: bool = False
     sam_checkpoint: str | None = None
+    input_sizing: str = "snap16"  # or "official": RADSeg's _preprocess_image (docs/encoder.md)
+    sam_prompt_frame: str = "official"  # RADSeg+ prompt scaling: "official" (RADSeg's) or "exact"
+    sam_coarse_thresh: float = 0.10  # RADSeg+ coarse_thresh (the 2D presets set the official per-dataset one)
+    denoised_pixels: str = "ignore"  # or "argmax": the reference's label where every class was denoised
     mode: str = "features"
     classes: list[str] = field(default_factory=lambda: ["floor", "wall", "chair", "table", "person"])
     prediction_threshold: float = 0.0
@@ -106,6 +110,15 @@ class FrameOutput:
     out_of_range: int = 0  # finite points dropped because they lie beyond the map's key range
 
 
+def _refine_config(config: MapperConfig):
+    """RADSeg+ settings of ``config`` (None without refinement)."""
+    if not config.sam_refine:
+        return None
+    from radseg_core.encoder.sam_refine import RefineConfig
+
+    return RefineConfig(coarse_thresh=config.sam_coarse_thresh, prompt_frame=config.sam_prompt_frame)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -142,7 +155,8 @@ class SemanticMapper:
                 sam_checkpoint=config.sam_checkpoint, prompt_denoising=config.prompt_denoising,
                 text_device=config.text_device, text_dtype=config.text_dtype,
                 text_keep_loaded=config.text_keep_loaded,
-                prediction_thresh=config.prediction_threshold,
+                prediction_thresh=config.prediction_threshold, input_sizing=config.input_sizing,
+                denoised_pixels=config.denoised_pixels, sam_config=_refine_config(config),
             )
         self.encoder = encoder
         self.map = self._new_map()
@@ -245,7 +259,7 @@ class SemanticMapper:
         else:
             seg = self.encoder.predict(frame.rgb, self.config.classes)
             timings["encoder"] = time.perf_counter() - t0
-            labels, values = seg.labels, seg.probs
+            labels, values = seg.labels, seg.map_probs()  # no zero vectors from RADSeg+
         return Encoded(values=values, labels=labels, timings=timings)
 
     @torch.no_grad()

@@ -62,6 +62,7 @@ def mapper_config(p: NodeParams) -> MapperConfig:
         device=p.device, dtype=p.dtype, crop=p.crop, stride=p.stride,
         scra_scaling=p.scra_scaling, scga_scaling=p.scga_scaling,
         sam_refine=p.sam_refine, sam_checkpoint=p.sam_checkpoint or None,
+        input_sizing=p.input_sizing, sam_prompt_frame=p.sam_prompt_frame,
         mode=p.mode, classes=list(p.classes), prediction_threshold=p.prediction_threshold,
         prompt_denoising=p.prompt_denoising, voxel_size=p.voxel_size, storage_dtype=p.storage_dtype,
         max_voxels=p.max_voxels or None, max_hits=p.max_hits or None,

@@ -52,6 +52,13 @@ SPECS: dict[str, Spec] = {
     "scga_scaling": Spec(10.0, "SCGA temperature (paper: 10)", 0.1, 1000.0),
     "sam_refine": Spec(False, "RADIO-SAM mask refinement (RADSeg+, probabilities mode only)"),
     "sam_checkpoint": Spec("", "local SAM ViT-H checkpoint for refinement"),
+    "input_sizing": Spec("snap16", "encoder input size: snap16 (each side to the nearest multiple of 16) or "
+                         "official (RADSeg's _preprocess_image: up to multiples of the stride, at least the crop; "
+                         "640x480 becomes 672x672 at stride 224, 1.5x the windows)",
+                         choices=("snap16", "official")),
+    "sam_prompt_frame": Spec("official", "RADSeg+ point/box prompt scaling: official (as RADSeg's sam_refinement, "
+                             "to SAM's frame of the half-size prediction) or exact (to the SAM input's own frame)",
+                             choices=("official", "exact")),
     # semantics
     "mode": Spec("features", "what the map stores: features (open vocabulary) or probabilities (classes)",
                  choices=("features", "probabilities")),
@@ -148,6 +155,8 @@ class NodeParams:
     scga_scaling: float
     sam_refine: bool
     sam_checkpoint: str
+    input_sizing: str
+    sam_prompt_frame: str
     mode: str
     classes: list[str]
     prediction_threshold: float

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -59,6 +60,13 @@ def add_map_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--point-stride", type=positive_int, default=1,
                    help="integrate every n-th depth pixel row/column")
     g.add_argument("--max-depth", type=positive_float, default=5.0, help="ignore depth beyond this (m)")
+    add_input_sizing_arg(g)
+
+
+def add_input_sizing_arg(g) -> None:
+    g.add_argument("--input-sizing", default="snap16", choices=["snap16", "official"],
+                   help="encoder input size: snap16 (nearest multiples of 16, default) or official (RADSeg's "
+                        "_preprocess_image: up to multiples of the window stride; docs/encoder.md)")
 
 
 def add_input_args(p: argparse.ArgumentParser) -> None:
@@ -215,6 +223,20 @@ def write_json(path: str | Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     return path
+
+
+def json_safe(d):
+    """JSON-safe copy for reports: NaN (a class absent, a metric undefined) becomes null, an infinite
+    setting (no depth limit) the string "inf"."""
+    if isinstance(d, dict):
+        return {k: json_safe(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [json_safe(v) for v in d]
+    if isinstance(d, float) and math.isnan(d):
+        return None
+    if isinstance(d, float) and math.isinf(d):
+        return "inf" if d > 0 else "-inf"
+    return d
 
 
 def _json_default(o):

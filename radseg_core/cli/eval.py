@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -83,24 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--point-stride", type=common.positive_int, default=1,
                    help="integrate every n-th depth pixel row/column")
     g.add_argument("--max-depth", type=common.positive_float, default=5.0, help="ignore depth beyond this (m)")
+    common.add_input_sizing_arg(g)
     return p
 
 
-def probability_labels(vmap, map_classes: list[str | None], classes: list[str],
-                       threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per voxel: dataset label and score. The argmax runs over the map's classes that are dataset classes
-    (None / unknown names are not queried), renamed by name; 0 where the best probability <= threshold."""
+def probability_labels(vmap, map_classes: list[str | None], classes: list[str], threshold: float = 0.0,
+                       prompt_denoising: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel: dataset label and score, labelled as RayFronts labels probability maps: the averaged
+    probabilities of the map's classes that are dataset classes (None / unknown names are not queried;
+    they only add to the vector's length) against one-hot class embeddings, softmax(100 cos), then
+    ``compute_semseg_preds`` (chunked prompt denoising, 0 below ``threshold``); renamed by name."""
+    from radseg_core.eval import compute_semseg_preds, onehot_class_probs
+
     if len(vmap) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(map_classes) != vmap.dim:
         raise common.CLIError(f"the map has {vmap.dim} probabilities but names {len(map_classes)} classes")
-    probs = vmap.values().float().numpy().copy()
-    lut = np.array([0] + [classes.index(n) + 1 if n in classes else 0 for n in map_classes], np.int64)
-    probs[:, lut[1:] == 0] = -np.inf
-    best = probs.argmax(axis=1)
-    score = probs[np.arange(len(probs)), best]
-    raw = np.where(score > max(threshold, 0.0), best + 1, 0)
-    return lut[raw], np.where(np.isfinite(score), score, 0).astype(np.float32)
+    probs = vmap.values().float().numpy()
+    lut = np.array([classes.index(n) + 1 if n in classes else 0 for n in map_classes], np.int64)
+    queried = lut > 0
+    if not queried.any():
+        raise common.CLIError("none of the map's classes is a class of the dataset")
+    other = np.sqrt((probs[:, ~queried].astype(np.float64) ** 2).sum(1))  # same length, never a class
+    scores = onehot_class_probs(probs[:, queried], other)
+    raw = compute_semseg_preds(scores, prompt_denoising, threshold)
+    best = np.nan_to_num(scores.max(axis=1), nan=0.0)
+    return np.concatenate([[0], lut[queried]])[raw], best.astype(np.float32)
 
 
 def _map_labels(mapper, args) -> np.ndarray:
@@ -109,17 +116,6 @@ def _map_labels(mapper, args) -> np.ndarray:
     from radseg_core.eval import compute_semseg_preds, voxel_class_probs
 
     return compute_semseg_preds(voxel_class_probs(mapper), mapper.config.prompt_denoising, args.threshold or 0.0)
-
-
-def _clean(d):
-    """JSON-safe copy: NaN (class absent / undefined) becomes null."""
-    if isinstance(d, dict):
-        return {k: _clean(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_clean(v) for v in d]
-    if isinstance(d, float) and math.isnan(d):
-        return None
-    return d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,15 +140,18 @@ def _main(args: argparse.Namespace) -> int:
     classes = list(getattr(dataset, "classes", None) or [])
     if not classes:
         raise common.CLIError(f"{args.input}: the dataset has no class list, so there is nothing to score")
-    try:
-        gt_points, gt_labels = dataset.gt_points()
-    except NotImplementedError as e:
-        raise common.CLIError(f"{args.input}: no ground-truth labelled cloud ({e})") from None
     ignore = common.parse_classes(args.ignore) or []
     unknown = [c for c in ignore if c not in classes]
     if unknown:
         raise common.CLIError(f"--ignore names {unknown}, which are not classes of the dataset ({classes})")
     ignore_ids = [classes.index(c) + 1 for c in ignore]
+    try:  # lifted ground truth (ScanNet) leaves ignored classes out of its queries, as RayFronts
+        from radseg_core.datasets import ScanNetDataset
+
+        lifted = isinstance(dataset, ScanNetDataset)
+        gt_points, gt_labels = dataset.gt_points(ignore_labels=tuple(ignore_ids)) if lifted else dataset.gt_points()
+    except NotImplementedError as e:
+        raise common.CLIError(f"{args.input}: no ground-truth labelled cloud ({e})") from None
     # not-queried: the mapper only knows the kept classes; its label j maps back to lut[j]
     kept = [i for i, c in enumerate(classes) if args.ignore_mode != "not-queried" or c not in ignore]
     queried = [classes[i] for i in kept]
@@ -176,7 +175,8 @@ def _main(args: argparse.Namespace) -> int:
         if cfg.mode == "probabilities":  # no model needed: labels are in the map
             xyz = vmap.centers().numpy()
             kept = [c if c in queried else None for c in cfg.classes]
-            labels, _ = probability_labels(vmap, kept, classes, threshold=args.threshold or 0.0)
+            labels, _ = probability_labels(vmap, kept, classes, threshold=args.threshold or 0.0,
+                                           prompt_denoising=cfg.prompt_denoising)
             n_vox = len(vmap)
         else:
             mapper = common.build_mapper(cfg)
@@ -191,7 +191,8 @@ def _main(args: argparse.Namespace) -> int:
         cfg = MapperConfig(model=model_name, lang_model=args.lang, text_model_path=args.text_model_path,
                            device=args.device, dtype=args.dtype, mode=args.mode, classes=queried,
                            voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
-                           voxel_grid=args.grid, free_space_decay=0.0)  # the protocol's lattice, no clearing
+                           voxel_grid=args.grid, free_space_decay=0.0,  # the protocol's lattice, no clearing
+                           input_sizing=args.input_sizing)
         mapper = common.build_mapper(cfg)
         cm2d = ConfusionMatrix(K, ignore_ids)
         has_2d = True
@@ -234,7 +235,7 @@ def _main(args: argparse.Namespace) -> int:
                   miou_3d=metrics_3d.as_dict(), miou_2d=None if metrics_2d is None else metrics_2d.as_dict())
     if random:
         report["note"] = "random weights: these numbers say the pipeline runs, nothing about quality"
-    common.write_json(out_dir / "eval.json", _clean(report))
+    common.write_json(out_dir / "eval.json", common.json_safe(report))
     print(f"3D ({args.align}, {len(gt_points)} ground-truth points, {n_vox} voxels)")
     print(metrics_3d.table())
     if metrics_2d is not None:

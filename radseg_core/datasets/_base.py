@@ -6,7 +6,7 @@ them agree on what ``stride``/``max_frames``/``resize`` mean, and ``K`` is alway
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -68,7 +68,7 @@ class FrameDataset:
         self.resize = resize
         self._n_raw = 0
 
-    def _indices(self) -> range:
+    def _indices(self) -> Sequence[int]:
         r = range(0, self._n_raw, self.stride)
         return r if self.max_frames is None else r[: self.max_frames]
 
@@ -88,6 +88,13 @@ class FrameDataset:
     def __iter__(self) -> Iterator[Frame]:
         for i in range(len(self)):
             yield self[i]
+
+    def native_rgbd(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Frame ``i`` as stored, before ``resize``: rgb, depth (m), intrinsics of the *depth* image, pose,
+        stamp. Loaders that resize rgb and depth on their own (the RayFronts-style 3D presets) start here."""
+        f = self._load(self.raw_index(i))
+        K = f.K if f.rgb.shape[:2] == f.depth.shape else scale_intrinsics(f.K, f.rgb.shape[:2], f.depth.shape)
+        return f.rgb, f.depth, np.asarray(K, np.float64), f.T_world_cam, f.stamp
 
     def labels(self, i: int) -> np.ndarray:
         """(H, W) int32 ground-truth labels of frame ``i`` at the rgb's (resized) size; 0 = ignore."""
@@ -132,6 +139,15 @@ def read_depth_png(path: str, scale: float) -> np.ndarray:
     if raw.dtype != np.uint16 or raw.ndim != 2:
         raise ValueError(f"{path}: expected a single-channel 16-bit depth PNG, got {raw.dtype} {raw.shape}")
     return depth_to_metres(raw, "16UC1", scale)
+
+
+def read_depth_png_divided(path: str, units_per_metre: float) -> np.ndarray:
+    """16-bit depth PNG -> float32 metres as ``raw / units_per_metre`` in float32 (RayFronts' loaders divide
+    the torch tensor; multiplying by the reciprocal, as :func:`read_depth_png`, can differ by one ulp)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
+        raise ValueError(f"{path}: expected a readable single-channel 16-bit depth PNG")
+    return raw.astype(np.float32) / np.float32(units_per_metre)
 
 
 def read_rgb(path: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radseg_core.datasets._base import FrameDataset, read_depth_png, read_rgb
+from radseg_core.datasets._base import FrameDataset, read_depth_png, read_depth_png_divided, read_rgb
 from radseg_core.types import Frame
 
 REPLICA_K = np.array([[600.0, 0.0, 599.5], [0.0, 600.0, 339.5], [0.0, 0.0, 1.0]])
@@ -113,6 +113,12 @@ class ReplicaDataset(FrameDataset):
         if not np.isfinite(xyz).all():
             raise ValueError(f"{path}: {int((~np.isfinite(xyz)).any(axis=1).sum())} points are not finite")
         return xyz, map_ids(ids, self._id_to_index)
+
+    def native_rgbd(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Frame ``i`` as stored (1200x680), depth divided by NICE-SLAM's 6553.5 as RayFronts does."""
+        fid = self._ids[self.raw_index(i)]
+        depth = read_depth_png_divided(self._depth[fid], 1.0 / self.depth_scale)
+        return read_rgb(self._rgb[fid]), depth, self.K.copy(), self._poses[fid].copy(), fid / REPLICA_FPS
 
     def _load(self, raw_index: int) -> Frame:
         fid = self._ids[raw_index]

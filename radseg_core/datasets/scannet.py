@@ -4,7 +4,9 @@ Depth (640x480, millimetres) is registered to colour but has its own intrinsics
 (``intrinsic_depth.txt``), and colour (1296x968) is not exactly the same field of view scaled. Like
 NICE-SLAM and RayFronts we therefore resize colour to the depth size and use the depth intrinsics: rgb
 and depth then share pixels and ``K`` exactly. Poses (``pose/<i>.txt``, 4x4 camera-to-world, optical
-convention) are ``-inf`` where tracking failed; those frames are skipped, not given a made-up pose.
+convention) are ``-inf`` where tracking failed; those frames are skipped, not given a made-up pose: before
+``stride`` applies (default), or after it with ``frame_skip_first=True`` (RayFronts: every
+``frame_skip + 1``-th frame of the recording, those without a valid pose then dropped).
 Optional ``label-filt/<i>.png`` (also ``<scene>_2d-label-filt/label-filt/``, the official zip's layout;
 raw ScanNet label ids, 0 = unannotated) are returned by ``labels``. With ``scannetv2-labels.combined.tsv``
 in the scene folder or its parent (RayFronts' layout) they are mapped to NYU40 (the ``nyu40id`` column;
@@ -21,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from radseg_core.datasets._base import FrameDataset, read_depth_png, read_rgb
+from radseg_core.datasets._base import FrameDataset, read_depth_png, read_depth_png_divided, read_rgb
 from radseg_core.types import Frame
 
 SCANNET_DEPTH_SCALE = 0.001  # metres per unit
@@ -45,8 +47,10 @@ def _stem_map(folder: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
 class ScanNetDataset(FrameDataset):
     """Reader for one exported ScanNet scene folder (e.g. ``scans/scene0000_00/exported``)."""
 
-    def __init__(self, path: str | Path, *, depth_scale: float = SCANNET_DEPTH_SCALE, **kw):
+    def __init__(self, path: str | Path, *, depth_scale: float = SCANNET_DEPTH_SCALE, frame_skip_first: bool = False,
+                 **kw):
         super().__init__(**kw)
+        self.frame_skip_first = bool(frame_skip_first)
         self.root = Path(path)
         if not is_scannet(self.root):
             raise FileNotFoundError(f"{self.root} is not a ScanNet export (color/ depth/ pose/ intrinsic/)")
@@ -63,15 +67,44 @@ class ScanNetDataset(FrameDataset):
         tsv = next((p for p in (self.root / TSV, self.root.parent / TSV) if p.is_file()), None)
         if tsv is not None:
             self.classes, self._id_to_index = read_nyu40_mapping(tsv)
-        self._ids, self._poses = [], {}
+        self._ids, self._poses, self._valid = [], {}, []
         for fid in sorted(set(self._rgb) & set(self._depth) & set(self._pose)):
             T = np.loadtxt(self._pose[fid]).reshape(4, 4)
-            if np.all(np.isfinite(T)):
+            ok = bool(np.all(np.isfinite(T)))
+            if ok or self.frame_skip_first:
                 self._ids.append(fid)
+                self._valid.append(ok)
+            if ok:
                 self._poses[fid] = T
-        if not self._ids:
+        if not self._poses:
             raise FileNotFoundError(f"{self.root}: no frames with colour, depth and a valid pose")
         self._n_raw = len(self._ids)
+
+    def _indices(self):
+        if not self.frame_skip_first:
+            return super()._indices()
+        picked = [i for i in range(0, self._n_raw, self.stride) if self._valid[i]]
+        return picked if self.max_frames is None else picked[: self.max_frames]
+
+    def native_rgbd(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Frame ``i`` as stored: colour at its own size (1296x968), depth (m), the depth intrinsics, pose
+        and stamp (the inputs RayFronts' ScanNet loader resizes itself)."""
+        fid = self._ids[self.raw_index(i)]
+        depth = read_depth_png_divided(self._depth[fid], 1.0 / self.depth_scale)
+        return read_rgb(self._rgb[fid]), depth, self.K.copy(), self._poses[fid].copy(), fid / SCANNET_FPS
+
+    def native_labels(self, i: int) -> np.ndarray:
+        """Labels of frame ``i`` at the label image's own size (NYU40 labels when the TSV is there)."""
+        fid = self._ids[self.raw_index(i)]
+        if fid not in self._label:
+            raise FileNotFoundError(f"{self.root}: no label-filt/{fid}.png")
+        return self._map_labels(cv2.imread(str(self._label[fid]), cv2.IMREAD_UNCHANGED).astype(np.int32))
+
+    def _map_labels(self, lab: np.ndarray) -> np.ndarray:
+        if self._id_to_index is None:
+            return lab
+        ok = (lab >= 0) & (lab < len(self._id_to_index))
+        return np.where(ok, self._id_to_index[np.clip(lab, 0, len(self._id_to_index) - 1)], 0).astype(np.int32)
 
     def _load(self, raw_index: int) -> Frame:
         fid = self._ids[raw_index]
@@ -89,14 +122,13 @@ class ScanNetDataset(FrameDataset):
         lab = cv2.imread(str(self._label[fid]), cv2.IMREAD_UNCHANGED).astype(np.int32)
         H, W = cv2.imread(str(self._depth[fid]), cv2.IMREAD_UNCHANGED).shape
         lab = cv2.resize(lab, (W, H), interpolation=cv2.INTER_NEAREST) if lab.shape != (H, W) else lab
-        if self._id_to_index is not None:
-            ok = (lab >= 0) & (lab < len(self._id_to_index))
-            lab = np.where(ok, self._id_to_index[np.clip(lab, 0, len(self._id_to_index) - 1)], 0).astype(np.int32)
-        return lab
+        return self._map_labels(lab)
 
-    def gt_points(self, voxel_size: float = 0.05, grid: str = "round") -> tuple[np.ndarray, np.ndarray]:
+    def gt_points(self, voxel_size: float = 0.05, grid: str = "round",
+                  ignore_labels: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
         """Ground truth lifted from the NYU40 label images of the selected frames (stride applies, as
-        RayFronts lifts the frames it maps) into voxels: majority label per voxel, at the depth size."""
+        RayFronts lifts the frames it maps) into voxels at the depth size, labelled by RayFronts'
+        ``compute_semseg_gt`` rule (``LabelVoxelizer``); ``ignore_labels`` are not queried there."""
         if self._id_to_index is None:
             raise NotImplementedError(f"{self.root}: no {TSV} next to the scene, so labels have no NYU40 names")
         if not self._label:
@@ -108,7 +140,7 @@ class ScanNetDataset(FrameDataset):
             raw = self.raw_index(i)
             frame = self._load(raw)
             vox.add_frame(frame.depth, frame.K, frame.T_world_cam, self._load_labels(raw))
-        return vox.result()
+        return vox.result(len(self.classes), ignore_labels)
 
 
 def read_nyu40_mapping(tsv: Path) -> tuple[list[str], np.ndarray]:

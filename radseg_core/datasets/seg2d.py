@@ -21,6 +21,11 @@ cocostuff  images/val2017/*.jpg, annotations/val2017/              t -> t + 1 (1
 ========== ====================================================== =========================================
 
 ROOT may also be the VOCdevkit folder (voc, context).
+
+The names above are the datasets' own (mmseg's). RADSeg prompts with other names for some classes (VOC
+``ship`` and ``table``; ADE, COCO-Stuff and Cityscapes join two-word names: ``trafficlight``): those are
+listed, one per line in label order, in ``class_names/<dataset>.txt`` with their source, and
+:func:`official_class_names` reads them (the 2D presets prompt with them).
 """
 
 from __future__ import annotations
@@ -81,6 +86,20 @@ COCOSTUFF171 = [
     "waterdrops", "window-blind", "window-other", "wood"]
 
 DATASETS_2D = ("voc", "context", "ade20k", "cityscapes", "cocostuff")
+CLASS_NAMES_DIR = Path(__file__).parent / "class_names"
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Prompt names, one per line in label order; blank lines and ``#`` comment lines are skipped."""
+    lines = (s.strip() for s in Path(path).read_text(encoding="utf-8").splitlines())
+    return [s for s in lines if s and not s.startswith("#")]
+
+
+def official_class_names(name: str) -> list[str]:
+    """The names RADSeg's 2D evaluation prompts with for benchmark ``name`` (its ``configs/cls_*.txt``)."""
+    if name not in DATASETS_2D:
+        raise ValueError(f"unknown 2D dataset {name!r}; choose from {', '.join(DATASETS_2D)}")
+    return read_class_names(CLASS_NAMES_DIR / f"{name}.txt")
 
 
 class Seg2DDataset:

@@ -1,18 +1,21 @@
 """RADSegEncoder: RADIO + SCRA + sliding windows + SCGA + dense language alignment (+ RADIO-SAM).
 
 Pipeline per call (all windows of all images in one backbone forward):
-  rgb -> [0,1] float -> resize to multiples of 16 -> windows -> RADIO (SCRA in the last block)
+  rgb -> [0,1] float -> resize to multiples of 16 (``input_sizing``, windows.py) -> windows
+  -> RADIO (SCRA in the last block)
   -> stitch (exact overlap mean) -> SCGA -> raw features (C, h, w)            = encode_features
   raw features -> language adaptor summary head (head_mlp) -> L2 normalise    = align
   aligned x text -> softmax(100 cos) over classes -> image resolution -> prompt denoising -> labels = predict
 
 Prediction semantics (following the reference ``RADSegEncoder`` with predict=True):
   * ``probs[k]`` is softmax over the K given classes of ``100 * cos(text_k, pixel)``, bilinearly upsampled
-    to the input image size; a class whose maximum over the image is below ``prompt_denoising`` (0.5) is
-    zeroed everywhere ("prompt denoising"; per image here, over the whole batch in the reference).
+    once to the output size (the input image's, or ``size``: the 2D benchmarks' original image); a
+    class whose maximum over the image is below ``prompt_denoising`` (0.5) is zeroed everywhere ("prompt
+    denoising"; per image here, over the whole batch in the reference).
   * ``labels`` is ``argmax_k probs + 1``; 0 is "ignore": pixels whose best remaining probability is below
-    ``prediction_thresh`` (default 0.0 as in the reference) or is 0 because every class was denoised away
-    (the reference labels such pixels as class 1, a quirk we do not copy).
+    ``prediction_thresh`` (default 0.0 as in the reference) and, with ``denoised_pixels="ignore"``
+    (default), pixels where every class was denoised away. The reference takes the argmax there too, so
+    such pixels get class 1: ``denoised_pixels="argmax"`` (the evaluation presets) does the same.
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ from torch import nn
 
 from radseg_core.encoder.scga import DEFAULT_BLOCK_ELEMS, scga
 from radseg_core.encoder.scra import install_scra, remove_scra
-from radseg_core.encoder.windows import WindowGrid, crop_windows, snap_size, stitch_windows, window_grid
+from radseg_core.encoder.windows import (
+    WindowGrid,
+    crop_windows,
+    snap_size,
+    stitch_windows,
+    stride_size,
+    window_grid,
+)
 from radseg_core.model.loading import LoadedRadio, RadioSpec, load_radio
 from radseg_core.text import TextEmbedder
 
 LOGIT_SCALE = 100.0  # CLIP's logit scale, fixed in the reference
+INPUT_SIZINGS = ("snap16", "official")
+DENOISED_PIXELS = ("ignore", "argmax")
 
 RadioLike = LoadedRadio | nn.Module
 
@@ -51,6 +63,16 @@ class SegmentationResult:
     scores: torch.Tensor  # float32, best class probability per pixel (before refinement)
     class_names: list[str] = field(default_factory=list)
     refined: bool = False
+    coarse_probs: torch.Tensor | None = None  # the probabilities before refinement (RADSeg+ only)
+
+    def map_probs(self) -> torch.Tensor:
+        """Probabilities for a map: the refined ones, and the coarse ones where refinement left a pixel
+        all zero (no kept mask covers it; its label is the coarse one there too), so a probability map
+        never averages in zero vectors that only say "SAM kept no mask here"."""
+        if self.coarse_probs is None:
+            return self.probs
+        empty = (self.probs == 0).all(dim=-3, keepdim=True)
+        return torch.where(empty, self.coarse_probs, self.probs)
 
     @property
     def label_names(self) -> list[str]:
@@ -83,6 +105,8 @@ class RADSegEncoder:
         sam_refiner=None,
         compile: bool = False,
         model_name: str | None = None,
+        input_sizing: str = "snap16",
+        denoised_pixels: str = "ignore",
     ) -> None:
         loaded = model if isinstance(model, LoadedRadio) else load_radio(model, lang=lang, device=str(device))
         self.device = torch.device(device)
@@ -98,6 +122,11 @@ class RADSegEncoder:
                 f"crop ({crop}) and stride ({stride}) must be multiples of the patch size {self.patch}"
             )
         self.crop, self.stride = crop, stride
+        if input_sizing not in INPUT_SIZINGS:
+            raise ValueError(f"input_sizing must be one of {', '.join(INPUT_SIZINGS)}, got {input_sizing!r}")
+        if denoised_pixels not in DENOISED_PIXELS:
+            raise ValueError(f"denoised_pixels must be one of {', '.join(DENOISED_PIXELS)}, got {denoised_pixels!r}")
+        self.input_sizing, self.denoised_pixels = input_sizing, denoised_pixels
         self.scga_enabled, self.scga_scaling, self.scga_block_elems = scga, scga_scaling, scga_block_elems
         self.prompt_denoising, self.prediction_thresh = prompt_denoising, prediction_thresh
         self.autocast_dtype = autocast_dtype
@@ -217,9 +246,17 @@ class RADSegEncoder:
             )
         return x, batched
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Size the backbone sees for an image of ``height`` x ``width``: ``snap16`` (nearest multiples of
+        16) or ``official`` (RADSeg's ``_preprocess_image``: up to multiples of the stride, at least the
+        crop; a single whole-image window has no stride, so it snaps to 16 either way)."""
+        if self.input_sizing == "official" and self.crop > 0:
+            return stride_size(height, width, self.stride, self.crop)
+        return snap_size(height, width, self.patch)
+
     def snap(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize so both sides are multiples of the patch size (nearest multiple, see windows.py)."""
-        h, w = snap_size(x.shape[-2], x.shape[-1], self.patch)
+        """Resize (bilinear) to :meth:`input_size`."""
+        h, w = self.input_size(x.shape[-2], x.shape[-1])
         if (h, w) == tuple(x.shape[-2:]):
             return x
         return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
@@ -308,36 +345,50 @@ class RADSegEncoder:
         probs = probs.masked_fill(weak[:, :, None, None], 0.0)
         scores, best = probs.max(dim=1)
         labels = best + 1
-        labels[(scores < self.prediction_thresh) | (scores <= 0)] = 0
+        ignored = scores < self.prediction_thresh
+        if self.denoised_pixels == "ignore":
+            ignored |= scores <= 0
+        labels[ignored] = 0
         return probs, labels, scores
 
-    def predict(self, rgb: np.ndarray | torch.Tensor, class_names: list[str]) -> SegmentationResult:
-        """Segment ``rgb`` into ``class_names`` (labels k+1 = class_names[k], 0 = ignore)."""
+    def predict(
+        self, rgb: np.ndarray | torch.Tensor, class_names: list[str], size: tuple[int, int] | None = None
+    ) -> SegmentationResult:
+        """Segment ``rgb`` into ``class_names`` (labels k+1 = class_names[k], 0 = ignore).
+
+        ``size`` (H, W) is the output resolution (default: the input's). The 2D benchmarks encode a
+        resized image and score at the original size: the probabilities are upsampled once, straight from
+        the feature grid to ``size``, and prompt denoising and RADSeg+ run there, as in the reference.
+        """
         names = list(class_names)
         if not names or any(not n.strip() for n in names):
             raise ValueError("class_names must be a non-empty list of non-empty strings")
         x, batched = self.to_batch(rgb)
-        size = (x.shape[-2], x.shape[-1])
+        size = (x.shape[-2], x.shape[-1]) if size is None else (int(size[0]), int(size[1]))
         feats = self.aggregate(self.window_features(self.snap(x)))
         probs = self.class_probs(self.align_map(feats), self.encode_text(names))
         probs, labels, scores = self.postprocess(probs, size)
-        refined = False
+        coarse = None
         if self.sam_refiner is not None:
+            coarse = probs
             probs, labels = self.sam_refiner.refine_batch(self, x, probs, labels, scores)
-            refined = True
         if not batched:
             probs, labels, scores = probs[0], labels[0], scores[0]
-        return SegmentationResult(probs, labels, scores, names, refined)
+            coarse = None if coarse is None else coarse[0]
+        return SegmentationResult(probs, labels, scores, names, coarse is not None, coarse)
 
     def sam_embedding(
         self, image: torch.Tensor, long_side: int = 1024
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """RADIO+SCRA on the whole image (no windows) -> SAM adaptor -> (1, 1280, 64, 64) zero-padded, plus
-        the resized input size. Paper §3.5: re-encoding beats reusing the windowed features."""
+        the resized input size. Paper §3.5: re-encoding beats reusing the windowed features.
+
+        The size is the reference's ``_preprocess_sam``: the longer side becomes ``long_side``, the shorter
+        one is rounded *down* to a multiple of 16 (``int(W * 64 / H) * 16`` at 1024), e.g. 448x672 -> 672x1024.
+        """
         h, w = image.shape[-2:]
-        scale = long_side / max(h, w)
-        nh, nw = snap_size(h * scale, w * scale, self.patch)
-        nh, nw = min(nh, long_side), min(nw, long_side)
+        short = max(self.patch, int(min(h, w) * (long_side // self.patch) / max(h, w)) * self.patch)
+        nh, nw = (long_side, short) if h >= w else (short, long_side)
         img = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)
         feats = self.backbone(img)  # (1, C, nh/16, nw/16)
         with torch.no_grad(), self._autocast():
@@ -362,13 +413,15 @@ def build_encoder(
     text_dtype: str | None = None,
     text_keep_loaded: bool | None = None,
     check_autocast: bool = True,
+    sam_config=None,
     **kw,
 ) -> RADSegEncoder:
     """Load a model (see ``load_radio``) and wrap it; ``dtype`` is the autocast dtype (bf16/fp16) or None.
 
     ``text_device`` / ``text_dtype`` / ``text_keep_loaded`` place the lazily loaded text tower (see
-    ``RadioSpec``). With an autocast dtype, one probe window checks the output is finite and falls back to
-    float32 with a warning when it is not (``encoder.autocast_fallback`` says why).
+    ``RadioSpec``); ``sam_config`` (a ``RefineConfig``) sets RADSeg+'s thresholds and prompt frame. With
+    an autocast dtype, one probe window checks the output is finite and falls back to float32 with a
+    warning when it is not (``encoder.autocast_fallback`` says why).
     """
     sam_refine = bool(kw.get("sam_refine", False))
     text_opts = {
@@ -393,7 +446,8 @@ def build_encoder(
             raise ValueError(
                 "sam_refine=True needs sam_checkpoint=<sam_vit_h_4b8939.pth> (see docs/encoder.md)"
             )
-        kw["sam_refiner"] = SamRefiner(load_sam_decoder(sam_checkpoint, device=device))
+        decoder = load_sam_decoder(sam_checkpoint, device=device)
+        kw["sam_refiner"] = SamRefiner(decoder) if sam_config is None else SamRefiner(decoder, sam_config)
     text = TextEmbedder(loaded.text, cache_dir=cache_dir)
     encoder = RADSegEncoder(loaded, text, autocast_dtype=dtype, device=device, lang=lang, **kw)
     if check_autocast:

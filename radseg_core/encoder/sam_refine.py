@@ -6,9 +6,19 @@ class, each 8-connected region (at half resolution, at least ``minimal_area`` pi
 (its highest-probability pixel), one box (its bounding box) and the class probability map as a dense
 mask prompt. A decoded mask is kept when SAM's IoU estimate exceeds ``iou_thresh``; per class the refined
 probability is ``max_masks(sigmoid(mask logit) * coarse prob)`` inside the union of its masks.
-Pixels no kept mask covers keep the coarse label; regions whose masks were rejected fall back to the coarse
-prediction where it is more confident than the refined one (the reference compares after merging, so its
-fallback never fires; we take the evident intent). ``segment_anything`` is imported only when loading SAM.
+
+What decides a published number follows the reference (``radseg/sam_utils.py``) exactly:
+
+* pixels no kept mask covers keep the coarse label, and their refined probabilities are 0;
+* regions whose masks were all rejected get ``max(refined, coarse)`` probabilities, but their labels stay
+  the refined argmax (``map_failed_regions`` compares after merging, so its label fallback never fires);
+* when no mask of any class is kept, the coarse probabilities and labels come back unchanged;
+* prompts are scaled to SAM's frame as ``sam_refinement`` does (``prompt_frame="official"``): with
+  ``ResizeLongestSide.apply_coords_torch(p, (h/2, w/2))``, i.e. to the long-side-1024 frame *of the
+  downsampled prediction*, not to the frame of the SAM input features (up to 8 px apart at 1024 for VOC,
+  COCO and ADE sizes). ``prompt_frame="exact"`` scales them to the SAM input's own frame instead.
+
+``segment_anything`` is imported only when loading SAM.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,10 +100,23 @@ def load_sam_decoder(checkpoint: str | Path, device: str | torch.device = "cpu")
     return SegmentAnythingDecoder(sam).to(device).eval()
 
 
+PROMPT_FRAMES = ("official", "exact")
+
+
+def long_side_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """SAM's ``ResizeLongestSide.get_preprocess_shape``: the longer side to ``long_side``, both rounded
+    half up."""
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """Reference defaults: coarse_thresh 0.10, minimal_area 225 (half-res px), mask coefficient 0.005,
     IoU threshold 0.9, prompts from the prediction downsampled 2x, SAM input long side 1024.
+
+    ``prompt_frame``: "official" (default) scales point and box prompts as the reference does, to SAM's
+    long-side frame of the downsampled prediction; "exact" to the frame of the SAM input features.
 
     ``mask_prompt`` chooses the dense prompt's layout. "reference" (default) passes the class mask as one
     3-D (1, 256, 256) tensor, exactly as RADSeg's ``sam_refinement`` does: SAM's convolutions then treat
@@ -109,10 +133,13 @@ class RefineConfig:
     down_ratio: int = 2
     long_side: int = 1024
     mask_prompt: str = "reference"  # "reference" (3-D unbatched, as RADSeg) or "batched" (SAM's 4-D)
+    prompt_frame: str = "official"  # "official" (as RADSeg's sam_refinement) or "exact" (the SAM input's)
 
     def __post_init__(self) -> None:
         if self.mask_prompt not in ("reference", "batched"):
             raise ValueError(f"mask_prompt must be 'reference' or 'batched', got {self.mask_prompt!r}")
+        if self.prompt_frame not in PROMPT_FRAMES:
+            raise ValueError(f"prompt_frame must be 'official' or 'exact', got {self.prompt_frame!r}")
 
 
 @dataclass
@@ -129,19 +156,33 @@ class Region:
 def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
     """8-connected components of a (h, w) bool mask: labels 1..n (0 = background) and n.
 
-    Label propagation (each pixel takes the max id of its neighbourhood until nothing changes); no SciPy.
+    ``scipy.ndimage.label`` when SciPy is installed; else label propagation with pointer jumping (every
+    pixel starts with its own 1-based index; each round takes the neighbourhood maximum, then the label of
+    the pixel that label names, which lies in the same component). Fast on blob-like regions; a long
+    winding region takes one round per pixel of its length.
     """
+    try:  # SciPy's C labelling when installed (the eval extra): same components, much faster on long ones
+        from scipy import ndimage
+    except ImportError:
+        return _propagate_components(mask)
+    labels, n = ndimage.label(mask.cpu().numpy(), structure=np.ones((3, 3), bool))
+    return torch.from_numpy(labels.astype(np.int64)).to(mask.device), int(n)
+
+
+def _propagate_components(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Torch fallback of :func:`connected_components` (same components, other numbering)."""
     h, w = mask.shape
-    ids = torch.arange(1, h * w + 1, dtype=torch.float32, device=mask.device).view(1, 1, h, w)
-    m = mask.view(1, 1, h, w).float()
-    ids = ids * m
+    if h * w >= 2**24:  # ids travel through float32 max-pooling, exact below 2^24
+        raise ValueError(f"mask of {h}x{w} pixels is too large for connected_components")
+    m = mask.reshape(-1)
+    ids = torch.arange(1, h * w + 1, device=mask.device) * m
     while True:
-        grown = F.max_pool2d(ids, 3, stride=1, padding=1) * m
-        if torch.equal(grown, ids):
+        grown = F.max_pool2d(ids.view(1, 1, h, w).float(), 3, stride=1, padding=1).view(-1).long() * m
+        jumped = grown.gather(0, (grown - 1).clamp_min(0)) * m
+        if torch.equal(jumped, ids):
             break
-        ids = grown
-    flat = ids.view(-1).long()
-    uniq, inverse = torch.unique(flat, return_inverse=True)
+        ids = jumped
+    uniq, inverse = torch.unique(ids, return_inverse=True)
     labels = inverse.view(h, w)
     if uniq.numel() and uniq[0] == 0:
         return labels, int(uniq.numel() - 1)
@@ -153,8 +194,9 @@ def region_prompts(
 ) -> list[Region]:
     """Regions of a coarse prediction ``pred`` (h, w) class ids with probabilities ``probs`` (K, h, w).
 
-    Pixels whose best probability is below ``coarse_thresh`` are background and prompt nothing.
-    (The reference drops the last class as background when coarse_thresh <= 0; we do not.)
+    Pixels whose best probability is below ``coarse_thresh`` are background and prompt nothing. Every
+    class can be prompted, as in the reference (its ``split_last`` flag only skips the background channel
+    it appends when ``coarse_thresh > 0``). The point is the first argmax of ``probs[c] * region``.
     """
     valid = probs.max(dim=0).values >= coarse_thresh
     regions: list[Region] = []
@@ -168,7 +210,7 @@ def region_prompts(
                 continue
             ys, xs = torch.nonzero(m, as_tuple=True)
             box = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float()
-            best = torch.argmax(torch.where(m, probs[c], torch.full_like(probs[c], -1.0)))
+            best = torch.argmax(probs[c] * m)
             point = torch.stack([best % probs.shape[2], best // probs.shape[2]]).float()
             regions.append(Region(c, m, box, point, float(probs[c][m].mean())))
     return regions
@@ -209,13 +251,14 @@ class SamRefiner:
         if not regions:
             return probs, pred
         nh, nw = input_size
-        to_input = torch.tensor([nw / dw, nh / dh], device=probs.device)
+        fh, fw = long_side_shape(dh, dw, cfg.long_side) if cfg.prompt_frame == "official" else (nh, nw)
+        to_input = torch.tensor([fw / dw, fh / dh], device=probs.device)
         low_side = cfg.long_side // 4  # SAM's low-resolution mask frame (256 for 1024)
         # long side to 256 as SAM's ResizeLongestSide.get_preprocess_shape of the image size (reference)
-        scale = low_side / max(h, w)
-        mh, mw = int(h * scale + 0.5), int(w * scale + 0.5)
+        mh, mw = long_side_shape(h, w, low_side)
         refined = torch.zeros_like(probs)
         failed = torch.zeros(dh, dw, dtype=torch.bool, device=probs.device)
+        kept_any = False
         for c in sorted({r.cls for r in regions}):
             regs = [r for r in regions if r.cls == c]
             points = torch.stack([r.point for r in regs]).to(probs.device)[:, None] * to_input
@@ -236,18 +279,18 @@ class SamRefiner:
                     failed |= r.mask
             if not keep.any():
                 continue
+            kept_any = True
             logits = F.interpolate(
                 low[keep].float(), (cfg.long_side, cfg.long_side), mode="bilinear", align_corners=False
             )[..., :nh, :nw]
             logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[:, 0]
             masks = logits > self.decoder.mask_threshold
             refined[c] = (logits.sigmoid() * probs[c]).max(dim=0).values * masks.any(dim=0)
+        if not kept_any:  # sam_refinement returns the coarse prediction as it came
+            return probs, pred
         new_pred = refined.argmax(dim=0)
         new_pred = torch.where(refined.sum(dim=0) == 0, pred, new_pred)
-        if failed.any():
+        if failed.any():  # map_failed_regions: probabilities merged, labels left to the refined argmax
             area = F.interpolate(failed[None, None].float(), (h, w), mode="nearest")[0, 0].bool()
-            coarse = probs * area
-            take = area & (coarse.max(dim=0).values > refined.max(dim=0).values)
-            refined = torch.maximum(refined, coarse)
-            new_pred = torch.where(take, pred, new_pred)
+            refined = torch.where(probs * area > refined, probs * area, refined)
         return refined, new_pred

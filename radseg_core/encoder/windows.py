@@ -1,11 +1,14 @@
 """Sliding-window layout, batched crops and exact overlap averaging.
 
-Images are first resized so both sides are multiples of the patch size (16). Deliberate deviation: the
-reference rounds sides *up to multiples of the window stride* (224), which distorts 640x480 to 672x672;
-we round each side to the *nearest* multiple of 16 (aspect kept within one patch, 640x480 untouched).
-Windows follow the reference layout (mmseg "slide"): a grid with the given stride whose last row/column
-is shifted back to end at the border; an image smaller than the crop uses one window of its own size.
-All windows of an image then share one size, so every window of every image goes through ONE forward.
+Images are first resized so both sides are multiples of the patch size (16), in one of two ways
+(``RADSegEncoder(input_sizing=...)``): ``snap16`` rounds each side to the *nearest* multiple of 16 (aspect
+kept within one patch, 640x480 untouched); ``official`` is the reference's ``_preprocess_image``
+(:func:`stride_size`), which rounds each side *up* to a multiple of the window stride and to at least
+the crop (640x480 at stride 224 becomes 672x672; 640x1136 at stride 112 becomes 784x1232), the input
+size behind every published number. Windows follow the reference layout (mmseg "slide"): a grid with
+the given stride whose last row/column is shifted back to end at the border; an image smaller than the
+crop uses one window of its own size. All windows of an image then share one size, so every window of
+every image goes through ONE forward.
 """
 
 from __future__ import annotations
@@ -22,6 +25,23 @@ def snap_size(height: float, width: float, multiple: int = 16) -> tuple[int, int
         return max(multiple, int(v / multiple + 0.5) * multiple)
 
     return snap(height), snap(width)
+
+
+def stride_size(height: int, width: int, stride: int, crop: int) -> tuple[int, int]:
+    """Encoder input size of RADSeg's ``_preprocess_image(image, stride, slide_crop)`` (radseg/radseg.py).
+
+    Unchanged when both sides are already multiples of ``stride`` (even if smaller than the crop). Else
+    the longer side is rounded up to a multiple of ``stride``, the shorter one scaled by the same factor
+    and truncated, then each side rounded up to a multiple of ``stride`` and raised to at least ``crop``.
+    """
+    if height % stride == 0 and width % stride == 0:
+        return height, width
+    longer = max(height, width)
+    target = longer if longer % stride == 0 else (longer // stride + 1) * stride
+    h, w = int(height * target / longer), int(width * target / longer)
+    h = h if h % stride == 0 else (h // stride + 1) * stride
+    w = w if w % stride == 0 else (w // stride + 1) * stride
+    return max(h, crop), max(w, crop)
 
 
 def _starts(size: int, crop: int, stride: int) -> list[int]:

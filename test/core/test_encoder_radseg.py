@@ -222,3 +222,31 @@ def test_bf16_that_overflows_falls_back_to_float32_with_a_reason(image):
         enc = build_encoder(model, crop=64, stride=32, dtype=torch.bfloat16)
     assert enc.autocast_dtype is None and "float32" in enc.autocast_fallback
     assert torch.isfinite(enc.encode_features(image)).all()
+
+
+def test_predict_at_another_size_upsamples_once_from_the_feature_grid(encoder, image):
+    """The 2D benchmarks' rule (RADSeg ``encode_image_to_feat_map(img, orig_img_size)``): probabilities
+    go straight from the feature grid to the output size; prompt denoising and labels happen there."""
+    names = ["wall", "floor", "chair"]
+    res = encoder.predict(image, names, size=(75, 125))
+    assert res.probs.shape == (3, 75, 125) and res.labels.shape == (75, 125)
+    feats = encoder.aggregate(encoder.window_features(encoder.snap(encoder.to_batch(image)[0])))
+    coarse = encoder.class_probs(encoder.align_map(feats), encoder.encode_text(names))
+    ref = F.interpolate(coarse, size=(75, 125), mode="bilinear", align_corners=False)[0]
+    ref[ref.amax(dim=(1, 2)) < encoder.prompt_denoising] = 0
+    torch.testing.assert_close(res.probs, ref)
+
+
+def test_denoised_pixels_argmax_labels_them_class_one_as_the_reference():
+    """Every class denoised away: the reference's argmax over zeros gives class index 0 (label 1) with no
+    threshold; ``denoised_pixels="ignore"`` (ours, default) gives 0."""
+    probs = torch.full((1, 3, 4, 5), 0.3)  # every class below 0.5 everywhere: all denoised
+    ours = build_encoder("random-tiny", crop=64, stride=32)
+    official = build_encoder("random-tiny", crop=64, stride=32, denoised_pixels="argmax")
+    assert (ours.postprocess(probs, (4, 5))[1] == 0).all()
+    p, labels, _ = official.postprocess(probs, (4, 5))
+    assert (p == 0).all() and (labels == 1).all()
+    official.prediction_thresh = 0.1  # a prediction threshold still applies (strictly below it: 0)
+    assert (official.postprocess(probs, (4, 5))[1] == 0).all()
+    with pytest.raises(ValueError, match="denoised_pixels"):
+        build_encoder("random-tiny", crop=64, stride=32, denoised_pixels="first")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from official_reference import preprocess_image_size
 
 from radseg_core.encoder import RADSegEncoder
 from radseg_core.encoder.windows import crop_windows, snap_size, stitch_windows, window_grid
@@ -142,3 +143,40 @@ def test_crop_zero_means_one_whole_image_forward():
     with torch.no_grad():
         ref = loaded.model(x).features.transpose(1, 2).reshape(2, -1, 3, 5)
     torch.testing.assert_close(enc.encode_features(x), ref)
+
+
+@pytest.mark.parametrize(("hw", "stride", "crop", "expected", "windows"), [
+    ((576, 768), 224, 336, (672, 896), 12),  # ADE / Context mid (500x375 resized): ours was 576x768, 9 windows
+    ((688, 1376), 224, 336, (896, 1568), 28),  # Cityscapes mid: ours was 688x1376, 18 windows
+    ((640, 1136), 112, 336, (784, 1232), 45),  # Replica 3D: ours was 640x1136, 36 windows
+    ((640, 864), 112, 336, (672, 896), 24),  # ScanNet 3D
+    ((336, 448), 112, 336, (336, 448), 2),  # VOC mid 500x375: already multiples of the stride
+    ((112, 160), 112, 224, (224, 224), 1),  # smaller than the crop: raised to it
+    ((112, 224), 112, 224, (112, 224), 1),  # multiples of the stride are kept even below the crop
+])
+def test_stride_size_is_preprocess_image(hw, stride, crop, expected, windows):
+    from radseg_core.encoder.windows import stride_size
+
+    assert stride_size(*hw, stride, crop) == expected == preprocess_image_size(*hw, stride, crop)
+    assert window_grid(*expected, crop, stride).num == windows
+
+
+def test_stride_size_equals_the_reference_on_many_sizes():
+    from radseg_core.encoder.windows import stride_size
+
+    rng = np.random.default_rng(0)
+    for h, w in rng.integers(100, 2100, (400, 2)):
+        for stride, crop in ((112, 224), (112, 336), (224, 336)):
+            assert stride_size(int(h), int(w), stride, crop) == preprocess_image_size(int(h), int(w), stride, crop)
+
+
+def test_input_sizing_official_feeds_the_reference_size(encoder):
+    loaded = load_radio("random-tiny")
+    official = RADSegEncoder(loaded, TextEmbedder(loaded.text), crop=64, stride=32, input_sizing="official")
+    img = (np.random.default_rng(0).random((60, 100, 3)) * 255).astype(np.uint8)
+    assert official.input_size(60, 100) == (96, 128) == preprocess_image_size(60, 100, 32, 64)
+    assert encoder.input_size(60, 100) == (64, 96)  # snap16
+    assert official.encode_features(img).shape[-2:] == (6, 8)
+    assert encoder.encode_features(img).shape[-2:] == (4, 6)
+    with pytest.raises(ValueError, match="input_sizing"):
+        RADSegEncoder(loaded, TextEmbedder(loaded.text), crop=64, stride=32, input_sizing="stride")

@@ -12,8 +12,17 @@ import pytest
 from PIL import Image
 
 from radseg_core.cli import eval as eval_cli
-from radseg_core.datasets.seg2d import ADE150, CITYSCAPES19, COCOSTUFF171, CONTEXT59, VOC20, open_seg2d
-from radseg_core.eval_bench import scores_to_labels
+from radseg_core.datasets.seg2d import (
+    ADE150,
+    CITYSCAPES19,
+    CLASS_NAMES_DIR,
+    COCOSTUFF171,
+    CONTEXT59,
+    VOC20,
+    official_class_names,
+    open_seg2d,
+)
+from radseg_core.eval_bench import rescale_size, resize_like_mmseg
 
 H, W = 20, 30
 RAW = np.zeros((H, W), np.uint8)
@@ -103,15 +112,34 @@ def test_reader_errors(tmp_path):
         open_seg2d("kitti", tmp_path)
 
 
-def test_scores_upsampled_before_argmax():
-    # 2 classes on a 1x2 grid -> 1x4 output. Bilinear (align_corners=False) of [0.2, 0.8] gives
-    # [0.2, 0.35, 0.65, 0.8] for class 1, the mirror for class 2: labels [2, 2, 1, 1].
-    probs = np.array([[[0.2, 0.8]], [[0.8, 0.2]]], np.float32)
-    np.testing.assert_array_equal(scores_to_labels(probs, (1, 4)), [[2, 2, 1, 1]])
-    # a threshold above 0.65 leaves only the outer pixels labelled
-    np.testing.assert_array_equal(scores_to_labels(probs, (1, 4), threshold=0.7), [[2, 0, 0, 1]])
+def test_official_class_names_files():
+    """RADSeg's configs/cls_*.txt names, kept in our own files with their source; the differences from the
+    datasets' names are the ones the official evaluation prompts with."""
+    names = {d: official_class_names(d) for d in CLASSES}
+    assert {d: len(n) for d, n in names.items()} == {d: len(c) for d, c in CLASSES.items()}
+    assert [(a, b) for a, b in zip(VOC20, names["voc"], strict=True) if a != b] == [
+        ("boat", "ship"), ("diningtable", "table")]
+    assert names["context"] == CONTEXT59
+    assert names["cityscapes"][6:8] == ["trafficlight", "trafficsign"]
+    assert "chestofdrawers" in names["ade20k"] and "firehydrant" in names["cocostuff"]
+    assert all(" " not in n for d in ("ade20k", "cocostuff", "cityscapes") for n in names[d])
+    for d in CLASSES:
+        head = (CLASS_NAMES_DIR / f"{d}.txt").read_text().splitlines()[:2]
+        assert any("RADSeg-OVSS/RADSeg evaluation/2d/configs/cls_" in line for line in head)
 
 
+def test_mmseg_resize_rule():
+    """mmcv rescale_size with a (long, short) scale: one factor min(long/max(h, w), short/min(h, w)),
+    sides int(x + 0.5); OpenCV bilinear also when shrinking."""
+    assert rescale_size(375, 500, (2048, 336)) == (336, 448)  # VOC low / mid
+    assert rescale_size(375, 500, (4096, 576)) == (576, 768)  # Context mid
+    assert rescale_size(1024, 2048, (2048, 688)) == (688, 1376)  # Cityscapes mid
+    assert rescale_size(480, 640, (1334, 896)) == (896, 1195)  # COCO-Stuff high: the short side binds
+    assert rescale_size(427, 640, (1334, 896)) == (890, 1334)  # ... the 1334 cap binds
+    assert rescale_size(512, 683, (2016, 672)) == (672, 896)  # ADE high
+    img = np.random.default_rng(0).integers(0, 255, (375, 500, 3), np.uint8)
+    np.testing.assert_array_equal(resize_like_mmseg(img, (2048, 336)),
+                                  cv2.resize(img, (448, 336), interpolation=cv2.INTER_LINEAR))
 def test_2d_command_end_to_end(tmp_path, capsys, monkeypatch):
     from radseg_core.cli import common
 
@@ -126,12 +154,47 @@ def test_2d_command_end_to_end(tmp_path, capsys, monkeypatch):
     stdout = capsys.readouterr().out
     assert "RANDOM WEIGHTS" in stdout and "paper" not in stdout
     rep = json.loads((out / "eval.json").read_text())
-    assert rep["settings"] == {"short_side": 560, "crop": 224, "stride": 112}  # Tab. A.1 City low
+    st = rep["settings"]
+    assert (st["scale"], st["crop"], st["stride"]) == ([2048, 560], 224, 112)  # low_res_configs/cfg_city_scapes
+    assert (st["input_sizing"], st["dtype"], st["threshold"]) == ("official", "float32", 0.0)
+    # 20x30 image -> Resize(2048, 560): 560x840 -> _preprocess_image at stride 112: longer side 896,
+    # shorter int(560 * 896 / 840) = 597 -> 672
+    assert rep["first_image"] == {"original": [H, W], "resized": [560, 840], "encoder_input": [672, 896]}
     assert rep["random_weights"] is True and rep["images"] == 1
     assert 0.0 <= rep["miou_2d"]["miou"] <= 1.0
-    assert (configs[0].crop, configs[0].stride, configs[0].classes) == (224, 112, CITYSCAPES19)
+    c = configs[0]
+    assert (c.crop, c.stride, c.input_sizing, c.denoised_pixels, c.dtype) == (224, 112, "official", "argmax",
+                                                                               "float32")
+    assert c.classes == official_class_names("cityscapes") != CITYSCAPES19
+    assert eval_cli.main(["2d", "cityscapes", str(root), "--class-names", "dataset", "-o", str(out), "--model",
+                          "random-tiny", "--device", "cpu", "--no-progress", "--dtype", "bfloat16"]) == 0
+    assert configs[-1].classes == CITYSCAPES19 and configs[-1].dtype == "bfloat16"
     names = tmp_path / "names.txt"
     names.write_text("road\nsidewalk\n")
     assert eval_cli.main(["2d", "cityscapes", str(root), "--class-names", str(names), "-o", str(out),
                           "--model", "random-tiny", "--device", "cpu", "--no-progress"]) == 2
     assert "19" in capsys.readouterr().err
+    assert eval_cli.main(["2d", "cityscapes", str(root), "--sam-refine", "-o", str(out),
+                          "--model", "random-tiny", "--device", "cpu", "--no-progress"]) == 2
+    assert "--sam-checkpoint" in capsys.readouterr().err
+
+
+def test_2d_report_prints_tab_a2_for_the_resolution_run(tmp_path, capsys, monkeypatch):
+    """A real-weights run prints Tab. A.2's figure for the resolution it ran; Tab. 1's (the best at or
+    below it) only as a note. Weights are random here; is_random is patched to reach that branch."""
+    from radseg_core.cli import common
+
+    root = make_layout("voc", tmp_path / "voc")
+    real = common.is_random
+    monkeypatch.setattr(common, "is_random", lambda model: False)
+    monkeypatch.setattr(common, "build_mapper", lambda cfg, real=common.build_mapper: real(
+        type(cfg)(**{**cfg.__dict__, "model": "random-tiny"})))
+    out = tmp_path / "out"
+    assert eval_cli.main(["2d", "voc", str(root), "--preset", "high", "-o", str(out), "--model", "random-tiny",
+                          "--device", "cpu", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "Tab. A.2, radseg base, high resolution): 84.07" in stdout
+    assert "Tab. 1 reports the best run at or below this resolution: 89.28" in stdout
+    rep = json.loads((out / "eval.json").read_text())
+    assert rep["paper_tab_a2_radseg_base"] == 84.07 and rep["paper_tab1_radseg_base"] == 89.28
+    assert real("random-tiny")

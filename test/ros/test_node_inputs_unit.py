@@ -109,3 +109,15 @@ def test_depth_frame_needs_tf():
     assert np.allclose(poses.depth_extrinsic(rgb, depth, "", buf)[:3, 3], [0.05, 0, 0])
     with pytest.raises(ConnectivityError, match="align_depth"):
         poses.depth_extrinsic(rgb, image("other_depth"), "", buf)
+
+
+def test_input_sizing_and_sam_prompt_frame_reach_the_mapper_config():
+    """Issue #23: the node offers RADSeg's official input sizing and RADSeg+'s exact prompt frame."""
+    from radseg_ros.node import mapper_config
+    from radseg_ros.params import SPECS, NodeParams
+
+    defaults = {k: s.default for k, s in SPECS.items()}
+    assert (defaults["input_sizing"], defaults["sam_prompt_frame"]) == ("snap16", "official")
+    cfg = mapper_config(NodeParams(**{**defaults, "input_sizing": "official", "sam_prompt_frame": "exact"}))
+    assert (cfg.input_sizing, cfg.sam_prompt_frame) == ("official", "exact")
+    assert validate("input_sizing", "stride") is not None and validate("sam_prompt_frame", "sam") is not None
