@@ -19,12 +19,15 @@ setup(
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
         "sample": ["scikit-image>=0.22"],  # the Middlebury frame behind the sample sequence
         "eval": ["scipy>=1.10"],  # k-nearest-neighbour voting of radseg-eval on full scenes (torch fallback: slow)
+        # radseg-export (onnx + torch's exporter onnxscript) and encoder_backend onnxruntime; none pulls torch
+        "export": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
     },
     entry_points={
         "console_scripts": [
             "radseg-map = radseg_core.cli.map:main",
             "radseg-query = radseg_core.cli.query:main",
             "radseg-eval = radseg_core.cli.eval:main",
+            "radseg-export = radseg_core.cli.export:main",
         ]
     },
 )

@@ -56,7 +56,7 @@ class ExportInfo:
 def _require_exporter() -> None:
     import importlib.util
 
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("onnx", "onnxscript", "onnx_ir") if importlib.util.find_spec(m) is None]
     if missing:
         raise BackendError(
             f"ONNX export needs the packages {missing}: pip install 'radseg-core[export]' "
@@ -73,6 +73,7 @@ def export_onnx(
     builds fp16 engines from it (``trtexec --fp16``, docs/deploy.md).
     """
     _require_exporter()
+    import onnx_ir
     import onnxscript.optimizer
 
     if window is None:
@@ -100,6 +101,8 @@ def export_onnx(
             output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: windows}}, optimize=False, verbose=False,
         )
     onnxscript.optimizer.optimize(program.model, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT)
+    for node in onnx_ir.traversal.RecursiveGraphIterator(program.model.graph):
+        node.metadata_props.clear()  # the exporter's stack traces: local paths, most of the graph file
     program.model.metadata_props.update({
         f"{META_PREFIX}window": f"{h}x{w}",
         f"{META_PREFIX}patch": str(p),

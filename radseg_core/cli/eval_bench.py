@@ -78,7 +78,8 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                             prediction_threshold=preset.prediction_threshold,
                             prompt_denoising=preset.prompt_denoising, voxel_size=preset.voxel_size,
                             max_depth=preset.max_depth, voxel_grid=preset.grid,
-                            free_space_decay=0.0)  # RayFronts' maps bin on its grid and never clear
+                            free_space_decay=0.0,  # RayFronts' maps bin on its grid and never clear
+                            **common.backend_options(args))
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ def main_2d(args: argparse.Namespace) -> int:
     s = PRESETS_2D[args.preset][args.dataset]
     cfg = MapperConfig(model=args.model, lang_model=args.lang, text_model_path=args.text_model_path,
                        device=args.device, dtype=args.dtype, mode="probabilities", classes=names,
-                       crop=s.crop, stride=s.stride)
+                       crop=s.crop, stride=s.stride, **common.backend_options(args))
     mapper = common.build_mapper(cfg)
 
     def encode(rgb):
