@@ -13,7 +13,7 @@ Measured, side by side in this run, on the device given:
               FLOPs per frame from torch.utils.flop_counter -> achieved TFLOP/s and fraction of peak.
   integrate   VoxelMap.integrate_frame ms/frame, 640x480 depth (--quick 320x240), 768-d fp16 map, no clearing
   clearing    the same frames with clearing on (free_space_decay 0.5): extra ms per frame
-  query       query_map over 1M voxels (--quick 5k), 768-d: aligning chunk by chunk vs the aligned cache
+  query       query_map over 1M voxels (--quick 2k), 768-d: aligning chunk by chunk vs the aligned cache
 Every row records peak device memory (CUDA: max_memory_allocated; CPU: not measured).
 Model: random weights in the C-RADIOv3-B architecture (timm vit_base_patch16_radio_v3; --quick random-tiny):
 speed only, never semantic.
@@ -336,13 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true",
-                   help="dry run: random-tiny, 320x240 map frames, 5k-voxel queries, no fp16 rows, "
+                   help="dry run: random-tiny, 320x240 map frames, 2k-voxel queries, no fp16 rows, "
                         "compile and onnxruntime on the default preset only, 1 repeat")
     p.add_argument("--model", default=None, help="default random-base (random-tiny with --quick)")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--frames", type=int, default=None, help="integration frames (default 40, quick 3)")
-    p.add_argument("--voxels", type=int, default=None, help="query map size (default 1M, quick 5k)")
+    p.add_argument("--voxels", type=int, default=None, help="query map size (default 1M, quick 2k)")
     p.add_argument("--compile-backend", default=None, help="torch.compile backend (inductor; quick: eager)")
     p.add_argument("--budget-s", type=float, default=330.0, help="skip what is left after this many seconds")
     p.add_argument("--out", type=Path, default=None, help="JSON results")
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (1 if q else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if q else 2)
     args.frames = args.frames or (3 if q else 40)
-    args.voxels = args.voxels or (5_000 if q else 1_000_000)
+    args.voxels = args.voxels or (2_000 if q else 1_000_000)
     args.compile_backend = args.compile_backend or ("eager" if q else "inductor")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
