@@ -2,7 +2,7 @@
 
 Per model: export time and size, max |onnxruntime - torch| over the windows of one 640x480 frame at the
 configured crop/stride (default 336/224: 6 windows, one batch), and the median time of both on that batch,
-side by side in this run (ratio = torch / onnxruntime, > 1: onnxruntime faster). Both run float32 on the
+timed in turns in this run (ratio = torch / onnxruntime, > 1: onnxruntime faster). Both run float32 on the
 CPU (onnxruntime's CPU execution provider, torch's own kernels), same thread count.
 
 Models: random-tiny, and checkpoints in the released C-RADIOv3-B and -L shapes (ViT-B/16 768-d 12 blocks,
@@ -49,14 +49,17 @@ SHAPES = {  # the released backbones' timm shapes (as benchmarks/model_memory.py
 }
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def alternating_ms(fns, repeats: int) -> list[float]:
+    """Median ms of each callable, timed in turns (a, b, a, b, ...) so load on a shared machine hits both."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(ts) for ts in times]
 
 
 def build(name: str, work: Path, radio: Path | None, crop: int, stride: int):
@@ -98,8 +101,7 @@ def bench(name: str, args: argparse.Namespace, work: Path) -> dict:
         ref = unit(windows)
         got = ort(windows)
         diff = float((got - ref).abs().max())
-        torch_ms = median_ms(lambda: unit(windows), args.repeats)
-    ort_ms = median_ms(lambda: ort(windows), args.repeats)
+        torch_ms, ort_ms = alternating_ms([lambda: unit(windows), lambda: ort(windows)], args.repeats)
     return {"model": label, "feature_dim": enc.feature_dim, "window": list(info.window), "windows": grid.num,
             "build_s": build_s, "export_s": info.seconds, "session_s": session_s, "onnx_mb": info.bytes / 2**20,
             "max_abs_diff": diff, "max_abs_value": float(ref.abs().max()), "within_tolerance": diff <= TOL,
