@@ -12,7 +12,8 @@ Measured, side by side in this run, on the device given:
               onnxruntime (fp32 graph) where its CUDA execution provider exists (on the CPU: its CPU one).
               FLOPs per frame from torch.utils.flop_counter -> achieved TFLOP/s and fraction of peak.
   integrate   VoxelMap.integrate_frame ms/frame, 640x480 depth (--quick 320x240), 768-d fp16 map, no clearing
-  clearing    the same frames with clearing on (free_space_decay 0.5): extra ms per frame
+  clearing    the same frames with clearing on (free_space_decay 0.5): extra ms per frame (the corridor's
+              end wall moves from 6 m to 9 m half way, so the second half has a wall to clear away)
   query       query_map over 1M voxels (--quick 2k), 768-d: aligning chunk by chunk vs the aligned cache
 Every row records peak device memory (CUDA: max_memory_allocated; CPU: not measured).
 Model: random weights in the C-RADIOv3-B architecture (timm vit_base_patch16_radio_v3; --quick random-tiny):
@@ -215,7 +216,10 @@ def bench_map(args, clock: Clock) -> list[dict]:
 
     device, rows = clock.device, []
     h, w = (240, 320) if args.quick else (480, 640)
-    frames = [room_frame(i, h=h, w=w) for i in range(args.frames)]
+    # the corridor's end wall moves from 6 m to 9 m half way (a door opened): from then on clearing decays
+    # and removes the old wall's voxels, not only checks a frustum
+    half = args.frames // 2
+    frames = [room_frame(i, h=h, w=w, far_wall=6.0 if i < half else 9.0) for i in range(args.frames)]
     gen = torch.Generator().manual_seed(0)
     feats = [torch.randn(768, 30, 40, generator=gen).to(device) for _ in frames]
     per = {}
@@ -226,7 +230,7 @@ def bench_map(args, clock: Clock) -> list[dict]:
         for f, fm in zip(frames, feats, strict=True):
             clock.sync()
             t0 = time.perf_counter()
-            vmap.integrate_frame(f, fm, max_depth=8.0)
+            vmap.integrate_frame(f, fm, max_depth=10.0)
             clock.sync()
             times.append((time.perf_counter() - t0) * 1e3)
         steady = times[len(times) // 4:]  # after the first allocations
