@@ -22,12 +22,15 @@ setup(
         # k-nearest-neighbour voting of radseg-eval on full scenes (torch fallback: slow); scikit-learn's
         # BallTree is RayFronts' own, so ties among equidistant voxels go as there
         "eval": ["scipy>=1.10", "scikit-learn>=1.3"],
+        # radseg-export (onnx + torch's exporter onnxscript) and encoder_backend onnxruntime; none pulls torch
+        "export": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
     },
     entry_points={
         "console_scripts": [
             "radseg-map = radseg_core.cli.map:main",
             "radseg-query = radseg_core.cli.query:main",
             "radseg-eval = radseg_core.cli.eval:main",
+            "radseg-export = radseg_core.cli.export:main",
         ]
     },
 )

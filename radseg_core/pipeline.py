@@ -51,6 +51,8 @@ class MapperConfig:
     dtype: str = "auto"
     crop: int = 336
     stride: int = 224
+    encoder_backend: str = "torch"  # per-window backbone: torch or onnxruntime (encoder/backends.py)
+    onnx_model: str | None = None  # onnxruntime: a radseg-export file; None = export the model at start-up
     scra_scaling: float = 10.0
     scga_scaling: float = 10.0
     sam_refine: bool = False
@@ -157,6 +159,7 @@ class SemanticMapper:
                 text_keep_loaded=config.text_keep_loaded,
                 prediction_thresh=config.prediction_threshold, input_sizing=config.input_sizing,
                 denoised_pixels=config.denoised_pixels, sam_config=_refine_config(config),
+                backend=config.encoder_backend, onnx_model=config.onnx_model,
             )
         self.encoder = encoder
         self.map = self._new_map()

@@ -60,6 +60,7 @@ def mapper_config(p: NodeParams) -> MapperConfig:
         radio_repo_dir=p.radio_repo_dir or None, radio_checkpoint=p.radio_checkpoint or None,
         text_cache_dir=os.path.expanduser(p.text_cache_dir) if p.text_cache_dir else None,
         device=p.device, dtype=p.dtype, crop=p.crop, stride=p.stride,
+        encoder_backend=p.encoder_backend, onnx_model=os.path.expanduser(p.onnx_model) if p.onnx_model else None,
         scra_scaling=p.scra_scaling, scga_scaling=p.scga_scaling,
         sam_refine=p.sam_refine, sam_checkpoint=p.sam_checkpoint or None,
         input_sizing=p.input_sizing, sam_prompt_frame=p.sam_prompt_frame,

@@ -46,6 +46,11 @@ SPECS: dict[str, Spec] = {
     "device": Spec("auto", "torch device: auto (cuda if available), cuda, cuda:N or cpu"),
     "dtype": Spec("auto", "autocast dtype: auto (bfloat16 on cuda, float32 on cpu)",
                   choices=("auto", "float32", "float16", "bfloat16")),
+    "encoder_backend": Spec("torch", "where the per-window backbone (RADIO + SCRA) runs: torch, or onnxruntime "
+                            "(an exported ONNX graph; float32; CPU or CUDA execution provider, docs/deploy.md)",
+                            choices=("torch", "onnxruntime")),
+    "onnx_model": Spec("", "encoder_backend onnxruntime: a radseg-export file of this model, crop and SCRA setting "
+                       "(checked at start-up; '' = export the loaded model at start-up into a temporary folder)"),
     "crop": Spec(336, "sliding-window crop size in pixels (multiple of 16)", 64, 2048),
     "stride": Spec(224, "sliding-window stride in pixels (multiple of 16)", 16, 2048),
     "scra_scaling": Spec(10.0, "SCRA temperature (paper: 10)", 0.1, 1000.0),
@@ -149,6 +154,8 @@ class NodeParams:
     text_keep_loaded: bool
     device: str
     dtype: str
+    encoder_backend: str
+    onnx_model: str
     crop: int
     stride: int
     scra_scaling: float
@@ -254,4 +261,6 @@ def check_consistency(p: NodeParams) -> str | None:
         return f"stride ({p.stride}) must not exceed crop ({p.crop}): windows would leave gaps"
     if p.sam_refine and p.mode != "probabilities":
         return "sam_refine refines class masks and needs mode:=probabilities"
+    if p.onnx_model and p.encoder_backend != "onnxruntime":
+        return "onnx_model is read only with encoder_backend:=onnxruntime"
     return None

@@ -47,6 +47,20 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = DEFAULT_MOD
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
                    help="autocast dtype (auto: bfloat16 on CUDA, float32 on CPU)")
+    g.add_argument("--encoder-backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="where the per-window backbone runs (onnxruntime: see docs/deploy.md)")
+    g.add_argument("--onnx-model", default=None,
+                   help="with --encoder-backend onnxruntime: a radseg-export file of this model and crop "
+                        "(default: export the loaded model at start-up)")
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """MapperConfig's encoder backend fields from --encoder-backend / --onnx-model."""
+    backend = getattr(args, "encoder_backend", "torch")
+    onnx_model = getattr(args, "onnx_model", None)
+    if onnx_model and backend != "onnxruntime":
+        raise CLIError("--onnx-model needs --encoder-backend onnxruntime")
+    return {"encoder_backend": backend, "onnx_model": onnx_model}
 
 
 def add_map_args(p: argparse.ArgumentParser) -> None:
@@ -146,10 +160,11 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a tool's body; user errors become one stderr line and exit status 2."""
+    from radseg_core.encoder.backends import BackendError
     from radseg_core.map_io import MapFileError
 
     user_errors: tuple[type[BaseException], ...] = (CLIError, FileNotFoundError, MapFileError, ValueError,
-                                                     NotADirectoryError, PermissionError, ImportError)
+                                                     NotADirectoryError, PermissionError, ImportError, BackendError)
     try:
         from radseg_core.model.loading import ModelLoadError
 
@@ -274,6 +289,6 @@ def mapper_config_from_map(map_path: str | Path, model: str | None, args: argpar
         model=name, lang_model=getattr(args, "lang", "siglip2"), text_model_path=getattr(args, "text_model_path", None),
         device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"), mode=vmap.mode,
         classes=classes, voxel_size=vmap.voxel_size, storage_dtype=storage.get(dtype_name, "float16"),
-        frame_id=meta.get("frame_id") or "map", voxel_grid=vmap.grid,
+        frame_id=meta.get("frame_id") or "map", voxel_grid=vmap.grid, **backend_options(args),
     )
     return cfg, vmap

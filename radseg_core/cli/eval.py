@@ -192,7 +192,7 @@ def _main(args: argparse.Namespace) -> int:
                            device=args.device, dtype=args.dtype, mode=args.mode, classes=queried,
                            voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
                            voxel_grid=args.grid, free_space_decay=0.0,  # the protocol's lattice, no clearing
-                           input_sizing=args.input_sizing)
+                           input_sizing=args.input_sizing, **common.backend_options(args))
         mapper = common.build_mapper(cfg)
         cm2d = ConfusionMatrix(K, ignore_ids)
         has_2d = True

@@ -86,7 +86,8 @@ def main_3d(kind: str, args: argparse.Namespace) -> int:
                             prompt_denoising=preset.prompt_denoising, voxel_size=preset.voxel_size,
                             min_depth=preset.min_depth, max_depth=preset.max_depth, voxel_grid=preset.grid,
                             input_sizing=preset.input_sizing, storage_dtype=preset.storage_dtype,
-                            free_space_decay=0.0)  # RayFronts' maps bin on its grid and never clear
+                            free_space_decay=0.0,  # RayFronts' maps bin on its grid and never clear
+                            **common.backend_options(args))
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +181,8 @@ def main_2d(args: argparse.Namespace) -> int:
                        crop=s.crop, stride=s.stride, input_sizing=args.input_sizing, denoised_pixels="argmax",
                        prediction_threshold=args.threshold, prompt_denoising=0.5,
                        sam_refine=args.sam_refine, sam_checkpoint=args.sam_checkpoint,
-                       sam_coarse_thresh=SAM_COARSE_THRESH[args.dataset], sam_prompt_frame=args.sam_prompt_frame)
+                       sam_coarse_thresh=SAM_COARSE_THRESH[args.dataset], sam_prompt_frame=args.sam_prompt_frame,
+                       **common.backend_options(args))
     mapper = common.build_mapper(cfg)
 
     def encode(rgb, hw):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radseg_core.encoder.backends import BACKENDS, BackendError, attach_onnxruntime, import_onnxruntime, torch_windows
 from radseg_core.encoder.scga import DEFAULT_BLOCK_ELEMS, scga
 from radseg_core.encoder.scra import install_scra, remove_scra
 from radseg_core.encoder.windows import (
@@ -134,7 +135,9 @@ class RADSegEncoder:
         self.max_windows_per_forward = max_windows_per_forward
         self._model_name = model_name or loaded.name
         self.set_scra(scra, scra_scaling)
-        self._forward = torch.compile(self.model) if compile else self.model
+        # per-window backbone (backends.py): torch here; build_encoder(backend="onnxruntime") swaps it
+        self.window_backend = torch_windows(self.model, self.patch, compile)
+        self.backend_name = "torch"
         self._text_device: dict[tuple[str, ...], torch.Tensor] = {}
         self.sam_refiner = None
         if sam_refine:
@@ -264,17 +267,11 @@ class RADSegEncoder:
     # ----------------------------------------------------------------- stages
     def backbone(self, images: torch.Tensor) -> torch.Tensor:
         """RADIO (+SCRA) on a batch of equally sized crops: (N, 3, h, w) -> (N, C, h/16, w/16)."""
-        n, _, h, w = images.shape
+        n = images.shape[0]
         chunk = self.max_windows_per_forward or n
-        outs = []
         with torch.no_grad(), self._autocast():
-            for i in range(0, n, chunk):
-                out = self._forward(images[i : i + chunk])
-                out = out["backbone"] if isinstance(out, dict) else out
-                feats = out.features if hasattr(out, "features") else out[1]
-                outs.append(feats)
-        feats = torch.cat(outs)
-        return feats.transpose(1, 2).reshape(n, -1, h // self.patch, w // self.patch)
+            outs = [self.window_backend(images[i : i + chunk]) for i in range(0, n, chunk)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def grid(self, height: int, width: int) -> WindowGrid:
         return window_grid(height, width, self.crop, self.stride, self.patch)
@@ -414,15 +411,24 @@ def build_encoder(
     text_keep_loaded: bool | None = None,
     check_autocast: bool = True,
     sam_config=None,
+    backend: str = "torch",
+    onnx_model: str | None = None,
     **kw,
 ) -> RADSegEncoder:
     """Load a model (see ``load_radio``) and wrap it; ``dtype`` is the autocast dtype (bf16/fp16) or None.
+
+    ``backend`` runs the per-window backbone in ``torch`` or ``onnxruntime`` (see ``encoder.backends``:
+    ``onnx_model`` from ``radseg-export``, or None to export the loaded model at start-up).
 
     ``text_device`` / ``text_dtype`` / ``text_keep_loaded`` place the lazily loaded text tower (see
     ``RadioSpec``); ``sam_config`` (a ``RefineConfig``) sets RADSeg+'s thresholds and prompt frame. With
     an autocast dtype, one probe window checks the output is finite and falls back to float32 with a
     warning when it is not (``encoder.autocast_fallback`` says why).
     """
+    if backend not in BACKENDS:
+        raise BackendError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime":
+        import_onnxruntime()  # before loading any weights: one clear line when it is missing
     sam_refine = bool(kw.get("sam_refine", False))
     text_opts = {
         k: v
@@ -450,6 +456,8 @@ def build_encoder(
         kw["sam_refiner"] = SamRefiner(decoder) if sam_config is None else SamRefiner(decoder, sam_config)
     text = TextEmbedder(loaded.text, cache_dir=cache_dir)
     encoder = RADSegEncoder(loaded, text, autocast_dtype=dtype, device=device, lang=lang, **kw)
+    if backend == "onnxruntime":
+        attach_onnxruntime(encoder, onnx_model)
     if check_autocast:
         encoder.check_autocast()
     return encoder
