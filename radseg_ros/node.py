@@ -33,6 +33,7 @@ from visualization_msgs.msg import MarkerArray
 from radseg_core.map_io import MapFileError
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
+from radseg_core.query import check_queries
 from radseg_core.transforms import ConnectivityError, ExtrapolationError, TransformBuffer, TransformError
 from radseg_ros import conversions as conv
 from radseg_ros import poses
@@ -457,15 +458,9 @@ class RadsegNode(Node):
         return res
 
     def _check_queries(self, queries: list[str]) -> str | None:
-        if not queries:
-            return "no queries: give at least one text, e.g. queries: ['chair']"
-        if len(queries) > self.p.max_queries:
-            return f"{len(queries)} queries exceed max_queries={self.p.max_queries}"
-        for i, q in enumerate(queries):
-            if not q.strip():
-                return f"query {i} is empty"
-            if len(q) > self.p.max_query_chars:
-                return f"query {i} has {len(q)} characters, more than max_query_chars={self.p.max_query_chars}"
+        problem = check_queries(queries, self.p.max_queries, self.p.max_query_chars)
+        if problem:
+            return problem
         if len(self.mapper) == 0:
             return "the map is empty: no frames integrated yet"
         return None
