@@ -19,6 +19,7 @@ setup(
         "io": ["opencv-python-headless>=4.8", "open3d>=0.18", "rosbags>=0.10", "rosbags-image>=0.10"],
         "sample": ["scikit-image>=0.22"],  # the Middlebury frame behind the sample sequence
         "eval": ["scipy>=1.10"],  # k-nearest-neighbour voting of radseg-eval on full scenes (torch fallback: slow)
+        "view": ["rerun-sdk==0.41.0"],  # the browser view (radseg-map --view, node parameter view); pinned
     },
     entry_points={
         "console_scripts": [

@@ -68,3 +68,57 @@ def overlay_labels(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> 
     out = cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0)
     cv2.copyTo(rgb, ignore, out)
     return out
+
+
+class FeatureProjection:
+    """Features → RGB along the first three principal axes of a sample of them.
+
+    For looking at a features map: similar features get similar colours. The axes and the value range
+    that maps to 0..255 (the 2nd..98th percentile of the sample) are fixed once fitted, so a voxel keeps
+    its colour while a live map grows, and each axis's sign is fixed (largest coefficient positive) so a
+    refit of similar data gives similar colours.
+    """
+
+    def __init__(self, mean: np.ndarray, axes: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        self.mean, self.axes, self.low, self.high = mean, axes, low, high
+
+    @classmethod
+    def fit(cls, sample, percentile: float = 2.0) -> FeatureProjection:
+        """Principal axes of ``sample`` (N, D) (array or tensor; N >= 1)."""
+        x = _as_float64(sample)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"FeatureProjection.fit needs a non-empty (N, D) sample, got shape {x.shape}")
+        mean = x.mean(axis=0)
+        centred = x - mean
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        axes = np.zeros((3, x.shape[1]))
+        k = min(3, vt.shape[0])
+        axes[:k] = vt[:k]
+        flip = np.sign(axes[np.arange(3), np.abs(axes).argmax(axis=1)])
+        axes *= np.where(flip == 0, 1.0, flip)[:, None]
+        proj = centred @ axes.T
+        low, high = np.percentile(proj, [percentile, 100.0 - percentile], axis=0)
+        return cls(mean, axes, low, np.maximum(high, low + 1e-12))
+
+    def __call__(self, features) -> np.ndarray:
+        """(N, D) features → (N, 3) uint8 colours."""
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - radseg_core needs torch anyway
+            torch = None
+        if torch is not None and isinstance(features, torch.Tensor):  # project on the tensor's device
+            with torch.no_grad():
+                f = features.float()
+                axes = torch.as_tensor(self.axes, dtype=torch.float32, device=f.device)
+                mean = torch.as_tensor(self.mean, dtype=torch.float32, device=f.device)
+                proj = ((f - mean) @ axes.T).cpu().numpy().astype(np.float64)
+        else:
+            proj = (_as_float64(features) - self.mean) @ self.axes.T
+        u = (proj - self.low) / (self.high - self.low)
+        return (np.clip(u, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _as_float64(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
