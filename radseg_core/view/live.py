@@ -176,7 +176,7 @@ class LiveView:
         img = frame.rgb if labels is None else overlay_labels(frame.rgb, labels)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
-            rec.log("world/camera/image", rr.EncodedImage(contents=jpeg.tobytes(), media_type="image/jpeg"))
+            rec.log("world/camera/image/rgb", rr.EncodedImage(contents=jpeg.tobytes(), media_type="image/jpeg"))
         rec.log("diagnostics/frames_per_s", rr.Scalars(self.fps()))
         for name, value in (self._diagnostics() if self._diagnostics else {}).items():
             rec.log(f"diagnostics/{name}", rr.Scalars(float(value)))
@@ -310,7 +310,8 @@ DIAGNOSTICS = ("frames_per_s", "voxels", "memory_mib", "rejected_inputs")  # one
 
 
 def send_layout(rec) -> None:
-    """The viewer's layout: the 3D map large, the camera image and the diagnostics beside it; REP-103 up."""
+    """The viewer's layout: the 3D map (with the camera's frustum and trajectory) large, the camera image
+    with the segmentation and the diagnostics beside it; REP-103 (z up)."""
     import rerun as rr
     import rerun.blueprint as rrb
 
@@ -319,7 +320,8 @@ def send_layout(rec) -> None:
                                 plot_legend=rrb.PlotLegend(visible=False)) for name in DIAGNOSTICS]
     rec.send_blueprint(rrb.Blueprint(
         rrb.Horizontal(
-            rrb.Spatial3DView(origin="world", name="map"),
+            # the image in its own panel, not inside the frustum: it would hide the map behind the camera
+            rrb.Spatial3DView(origin="world", name="map", contents=["+ /world/**", "- /world/camera/image/rgb"]),
             rrb.Vertical(rrb.Spatial2DView(origin="world/camera/image", name="camera"),
                          rrb.Grid(*plots, grid_columns=2), row_shares=[3, 2]),
             column_shares=[3, 2]),

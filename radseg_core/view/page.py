@@ -205,8 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
             while chunk := resp.read1(1 << 16):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
-        except OSError:
-            self.close_connection = True  # the browser went away (page closed, reloaded)
+        except (OSError, http.client.HTTPException):
+            self.close_connection = True  # the browser went away (page closed), or rerun's server did
         finally:
             upstream.close()
 
@@ -217,22 +217,23 @@ _PAGE = """<!doctype html>
 <style>
 html, body { margin: 0; height: 100%; background: #121212; color: #ddd; font: 14px system-ui, sans-serif; }
 body { display: flex; flex-direction: column; }
-#bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px; background: #1d1d1d; }
-#bar b { color: #fff; }
+#bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px 2px; background: #1d1d1d; }
+#bar b { color: #fff; white-space: nowrap; }
 #query { display: flex; gap: 6px; flex: 1; margin: 0; }
 #q { flex: 1; padding: 4px 6px; background: #000; color: #eee; border: 1px solid #555; }
-#status { white-space: nowrap; color: #9c9; }
+#status { padding: 2px 10px 4px; background: #1d1d1d; color: #9c9; white-space: nowrap; overflow: hidden;
+          text-overflow: ellipsis; }
 #status[data-state="ended"] { color: #fc6; }
 #status[data-state="error"] { color: #f66; }
-#answer { padding: 4px 10px; max-height: 18vh; overflow: auto; white-space: pre-wrap; }
+#answer { padding: 4px 10px; height: 3.4em; overflow: auto; white-space: pre-wrap; }  /* fixed: no jumping */
 #answer.error { color: #f66; }
 iframe { flex: 1; border: 0; width: 100%; }
 </style></head>
 <body>
 <div id="bar"><b>__TITLE__</b>
 <form id="query"><input id="q" name="q" autocomplete="off"
- placeholder="what to look for, e.g. chair (several: chair; door)"><button id="ask">query</button></form>
-<span id="status" data-state="starting">connecting...</span></div>
+ placeholder="what to look for, e.g. chair (several: chair; door)"><button id="ask">query</button></form></div>
+<div id="status" data-state="starting">connecting...</div>
 <div id="answer"></div>
 <iframe id="viewer" title="rerun viewer"></iframe>
 <script>
@@ -242,7 +243,7 @@ const statusEl = document.getElementById("status"), answerEl = document.getEleme
 async function poll() {
   try {
     const s = await (await fetch("/api/status", {cache: "no-store"})).json();
-    statusEl.textContent = s.text; statusEl.dataset.state = s.state;
+    statusEl.textContent = s.text; statusEl.title = s.text; statusEl.dataset.state = s.state;
   } catch (e) {
     statusEl.textContent = "the view server has stopped"; statusEl.dataset.state = "error";
   }

@@ -310,7 +310,7 @@ def test_frames_are_logged_with_pose_pinhole_image_and_diagnostics(encoder):
     _, _, pinhole = next(e for p, e, _ in rec.logged if p == "world/camera/image" and e[0] == "Pinhole")
     assert (pinhole["width"], pinhole["height"]) == (64, 48)
     np.testing.assert_allclose(pinhole["image_from_camera"], f.K)
-    jpeg = next(e for p, e, _ in rec.logged if p == "world/camera/image" and e[0] == "EncodedImage")[2]
+    jpeg = next(e for p, e, _ in rec.logged if p == "world/camera/image/rgb" and e[0] == "EncodedImage")[2]
     assert jpeg["media_type"] == "image/jpeg" and jpeg["contents"][:2] == b"\xff\xd8"
     assert rec.last("diagnostics/rejected_inputs")[1] == (3.0,)
 
