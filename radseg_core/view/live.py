@@ -3,14 +3,15 @@
 Who does what:
 
 * the mapping thread calls :meth:`LiveView.offer` once per frame: it appends the camera position to the
-  trajectory and puts the frame into a one-slot hand-off (:class:`LatestSlotWorker`): O(1), never waits
-  for the viewer; a frame the logger has not taken yet is replaced by the next one;
+  trajectory and puts the frame into a one-slot hand-off (:class:`LatestSlotWorker`); it never waits for
+  the viewer, and a frame the logger has not taken yet is replaced by the next one. When a map refresh is
+  due it also takes the snapshot (:meth:`LiveView.snapshot`): under the map lock, the per-voxel colours
+  brought up to date for the voxels changed since the last one, centres and colours copied. Refreshes
+  are spaced so that snapshots take at most ``lock_share`` of the time (5 %);
 * the logger thread sends the newest frame (camera pose and frustum, the RGB image with the segmentation
-  over it, frames/s and the caller's counters) at most ``image_rate`` times a second, and refreshes the
-  map: under the map lock it brings the per-voxel colours up to date for the voxels changed since the last
-  refresh and copies centres and colours; outside it, maps over ``max_points`` voxels are drawn as a fixed
-  subset. The refresh period stretches so that refreshes hold the lock at most ``lock_share`` of the time
-  and keep the logger thread busy at most ``work_share`` of it;
+  over it, frames/s and the caller's counters) at most ``image_rate`` times a second, and the newest
+  snapshot (a fixed subset for maps over ``max_points``); when no frames come (the run ended) it takes
+  the snapshots itself;
 * the rerun servers run in a child process (:mod:`radseg_core.view.rerun_server`); the SDK streams to
   it, and a browser that is slow or absent is its business, not the mapper's;
 * the page's HTTP threads answer queries with :meth:`SemanticMapper.query` under the map lock, as the
@@ -65,6 +66,10 @@ class LiveView:
         self._next_image = 0.0
         self._seen: tuple | None = None  # (map object, lineage, generation, clock, classes) at the last refresh
         self._logged_classes: tuple | None = None
+        self._pending_map: dict | None = None  # the newest snapshot, not yet sent
+        self._pending_lock = threading.Lock()
+        self._last_offer = 0.0
+        self._log_s = 0.0  # seconds the last map took to send
         self._colors: BestClass | FeatureColors | None = None
         self._server: RerunServer | None = None
         self._page: PageServer | None = None
@@ -134,7 +139,9 @@ class LiveView:
 
     # ----------------------------------------------------------------- mapping thread
     def offer(self, frame, labels: np.ndarray | None = None) -> None:
-        """A frame has been integrated (``labels``: its segmentation, 0 = ignore). O(1); never waits."""
+        """A frame has been integrated (``labels``: its segmentation, 0 = ignore). Never waits for the
+        viewer: the frame goes into a one-slot hand-off; when a map refresh is due, this thread also takes
+        the map snapshot (:meth:`snapshot`, at most ``lock_share`` of the time)."""
         if self._worker is None:
             return
         with self._stats_lock:
@@ -142,6 +149,12 @@ class LiveView:
             self._frame_times.append(time.monotonic())
             self._trajectory.append(np.asarray(frame.T_world_cam[:3, 3], np.float32))
             index = self.frames
+        self._last_offer = time.monotonic()
+        if self._last_offer >= self._next_refresh:  # a map refresh is due: copy it out now (see snapshot)
+            snap = self.snapshot()
+            if snap is not None:
+                with self._pending_lock:
+                    self._pending_map = snap
         self._worker.offer((index, frame, labels))
 
     # ----------------------------------------------------------------- logger thread
@@ -182,12 +195,31 @@ class LiveView:
             rec.log(f"diagnostics/{name}", rr.Scalars(float(value)))
 
     def _tick(self) -> None:
-        if time.monotonic() >= self._next_refresh:
-            self.refresh()
+        """After each frame and every 0.2 s: send the map snapshot the mapping thread took, or take one here
+        when no frames come (the run ended, a node without camera data) and a refresh is due."""
+        with self._pending_lock:
+            snap, self._pending_map = self._pending_map, None
+        now = time.monotonic()
+        idle = self.state == "ended" or now - self._last_offer > 2 * self.config.refresh_period
+        if snap is None and idle and now >= self._next_refresh:
+            snap = self.snapshot()
+        if snap is not None:
+            self._log_map(snap)
 
     def refresh(self) -> dict[str, float]:
-        """Send the map if it changed since the last refresh; returns the timings (also ``last_refresh``)."""
-        rr, rec, c = self._rr, self.rec, self.config
+        """Snapshot and send the map now if it changed (both in the calling thread); returns the timings."""
+        snap = self.snapshot()
+        return self._log_map(snap) if snap is not None else {}
+
+    def snapshot(self) -> dict | None:
+        """Under the map lock: the voxel colours brought up to date where the map changed, centres and
+        colours copied out. None when nothing changed since the last one.
+
+        Called by the mapping thread itself when a refresh is due (see :meth:`offer`): the map's torch
+        work then runs on the thread that owns the map's CPU threads (a second thread doing parallel torch
+        work changes how the OpenMP runtime waits, which costs mapping far more than the work itself),
+        and no lock is waited for. Its duration sets the next refresh (``lock_share``).
+        """
         t0 = time.perf_counter()
         with self.lock:
             t_lock = time.perf_counter()
@@ -195,34 +227,43 @@ class LiveView:
             classes = list(self.mapper.config.classes)
             seen = (id(vmap), vmap.lineage, vmap.generation, vmap.frames_integrated, tuple(classes), vmap.mode)
             if seen == self._seen:
-                self._next_refresh = time.monotonic() + c.refresh_period
-                return {}
+                self._next_refresh = time.monotonic() + self.config.refresh_period
+                return None
             n = len(vmap)
             if self._colors is None or (vmap.mode == "features") != isinstance(self._colors, FeatureColors):
                 self._colors = FeatureColors() if vmap.mode == "features" else BestClass()
+            snap = {"n": n, "classes": classes, "features": isinstance(self._colors, FeatureColors),
+                    "voxel_size": vmap.voxel_size, "memory": self.mapper.memory_stats()}
             if n:
-                colors = self._colors.update(vmap).cpu()
-                keys = self._colors._keys.cpu()
-                centers = vmap.centers().cpu()
-            memory = self.mapper.memory_stats()
-            voxel_size = vmap.voxel_size
-        t_unlock = time.perf_counter()
+                snap["colors"] = self._colors.update(vmap).cpu().numpy()
+                snap["keys"] = self._colors._keys.cpu().numpy()
+                snap["centers"] = vmap.centers().cpu().numpy()
+            self._seen = seen
+        lock_s = time.perf_counter() - t_lock
+        snap.update(lock_wait_s=t_lock - t0, lock_s=lock_s)
+        self._next_refresh = time.monotonic() + self._period(lock_s, self._log_s)
+        return snap
+
+    def _log_map(self, snap: dict) -> dict[str, float]:
+        """Send a snapshot: the map (a fixed subset over ``max_points``), trajectory, voxels and memory."""
+        rr, rec, c = self._rr, self.rec, self.config
+        t0 = time.perf_counter()
         with self._stats_lock:
             trajectory = np.array(self._trajectory, np.float32).reshape(-1, 3)
-        self._seen = seen
-        if seen[4:] != self._logged_classes:
-            rec.log("world/map", rr.AnnotationContext(layers.class_annotations(classes)), static=True)
-            self._logged_classes = seen[4:]
-        drawn = 0
+        classes = tuple(snap["classes"])
+        if classes != self._logged_classes:
+            rec.log("world/map", rr.AnnotationContext(layers.class_annotations(list(classes))), static=True)
+            self._logged_classes = classes
+        n, drawn = snap["n"], 0
         if n:
-            mask = layers.sample_mask(keys.numpy(), c.max_points)
+            mask = layers.sample_mask(snap["keys"], c.max_points)
             drawn = int(mask.sum())
-            radius = 0.5 * voxel_size * min(2.0, (n / max(drawn, 1)) ** 0.5)
-            pos = centers.numpy()[mask]
-            if isinstance(self._colors, FeatureColors):
-                points = rr.Points3D(pos, colors=colors.numpy()[mask], radii=radius)
+            radius = 0.5 * snap["voxel_size"] * min(2.0, (n / max(drawn, 1)) ** 0.5)
+            pos = snap["centers"][mask]
+            if snap["features"]:
+                points = rr.Points3D(pos, colors=snap["colors"][mask], radii=radius)
             else:
-                points = rr.Points3D(pos, class_ids=colors.numpy()[mask].astype(np.uint16), radii=radius)
+                points = rr.Points3D(pos, class_ids=snap["colors"][mask].astype(np.uint16), radii=radius)
             rec.log("world/map", points, static=True)
         else:
             rec.log("world/map", rr.Clear(recursive=False), static=True)
@@ -230,21 +271,23 @@ class LiveView:
             rec.log("world/trajectory", rr.LineStrips3D([trajectory], colors=[(230, 230, 230)], radii=0.01),
                     static=True)
         rec.log("diagnostics/voxels", rr.Scalars(float(n)))
-        rec.log("diagnostics/memory_mib", rr.Scalars(float(self.mapper_bytes(memory)) / 2**20))
-        t_end = time.perf_counter()
+        rec.log("diagnostics/memory_mib", rr.Scalars(float(self.mapper_bytes(snap["memory"])) / 2**20))
+        self._log_s = time.perf_counter() - t0
         self.voxels, self.drawn = n, drawn
         self.refreshes += 1
-        lock_s, total_s = t_unlock - t_lock, t_end - t0
-        self.last_refresh = {"voxels": n, "drawn": drawn, "lock_wait_s": t_lock - t0, "lock_s": lock_s,
-                             "total_s": total_s}
-        self._next_refresh = time.monotonic() + self._period(lock_s, total_s)
+        self.last_refresh = {"voxels": n, "drawn": drawn, "lock_wait_s": snap["lock_wait_s"],
+                             "lock_s": snap["lock_s"], "log_s": self._log_s,
+                             "total_s": snap["lock_s"] + self._log_s}
+        self._next_refresh = max(self._next_refresh,
+                                 time.monotonic() + self._period(snap["lock_s"], self._log_s))
         return self.last_refresh
 
-    def _period(self, lock_s: float, total_s: float) -> float:
-        """Seconds until the next refresh: at least ``refresh_period``, and long enough that refreshes
-        hold the map lock at most ``lock_share`` and the logger thread at most ``work_share`` of the time."""
+    def _period(self, lock_s: float, log_s: float) -> float:
+        """Seconds until the next refresh: at least ``refresh_period``, and long enough that snapshots take
+        at most ``lock_share`` of the time (they hold the map lock, on the mapping thread) and sending
+        them at most ``work_share`` of the logger thread's."""
         c = self.config
-        return max(c.refresh_period, lock_s / c.lock_share, total_s / c.work_share)
+        return max(c.refresh_period, lock_s / c.lock_share, log_s / c.work_share)
 
     @staticmethod
     def mapper_bytes(memory: dict) -> float:

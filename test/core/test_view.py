@@ -202,9 +202,43 @@ def test_refresh_spaces_itself_by_lock_time():
     view = LiveView(types.SimpleNamespace(), config=ViewConfig(refresh_period=0.01, lock_share=0.05,
                                                                 work_share=0.5))
     # a refresh that held the lock 0.1 s may come again after 2 s at the earliest (5 % of the time)
-    assert view._period(lock_s=0.1, total_s=0.12) == pytest.approx(2.0)
-    assert view._period(lock_s=0.0001, total_s=0.4) == pytest.approx(0.8)
-    assert view._period(lock_s=0.0, total_s=0.0) == pytest.approx(0.01)
+    assert view._period(lock_s=0.1, log_s=0.02) == pytest.approx(2.0)
+    # ... and one that took the logger 0.4 s to send after 0.8 s (50 %, work_share)
+    assert view._period(lock_s=0.0001, log_s=0.4) == pytest.approx(0.8)
+    assert view._period(lock_s=0.0, log_s=0.0) == pytest.approx(0.01)
+
+
+def test_the_mapping_thread_takes_the_due_snapshot_and_the_logger_sends_it(encoder):
+    mapper = make_mapper(encoder)
+    readers: list[str] = []
+
+    class Watched:  # who reads the map
+        config = mapper.config
+
+        @property
+        def map(self):
+            readers.append(threading.current_thread().name)
+            return mapper.map
+
+        def memory_stats(self):
+            return mapper.memory_stats()
+
+    view = LiveView(Watched(), threading.Lock(), ViewConfig(image_rate=1000.0, refresh_period=60.0))
+    rec = FakeRecording()
+    view.attach(rec, FAKE_RR)
+    f = wall_frame(mapper, 0.0)
+    threading.current_thread().name = "mapping"
+    view.offer(f, None)  # the first refresh is due at once
+    end = time.monotonic() + 10
+    while not any(p == "world/map" for p, _, _ in rec.logged) and time.monotonic() < end:
+        time.sleep(0.02)
+    view.offer(f, None)  # refresh_period 60 s: no second snapshot
+    time.sleep(0.5)
+    view.close()
+    threading.current_thread().name = "MainThread"
+    assert readers == ["mapping"], readers  # the snapshot ran on the mapping thread, once
+    assert sum(p == "world/map" and e[0] == "Points3D" for p, e, _ in rec.logged) == 1
+    assert view.last_refresh["voxels"] == len(mapper) and view.last_refresh["lock_s"] > 0
 
 
 def test_big_maps_are_drawn_as_a_fixed_subset():
@@ -286,8 +320,10 @@ def test_offer_never_waits_for_a_stuck_viewer_and_the_trajectory_keeps_every_fra
     threading.Thread(target=mapping, daemon=True).start()
     assert done.wait(10), "offer() waited for the viewer"
     assert view.frames == 20 and view._worker.dropped >= 18  # the stuck logger took at most one
-    gate.set()
-    view.refresh()
+    gate.set()  # the logger sends what it holds: the newest frame and the map snapshot with the trajectory
+    end = time.monotonic() + 10
+    while not any(p == "world/trajectory" for p, _, _ in rec.logged) and time.monotonic() < end:
+        time.sleep(0.02)
     _, (strips,), _ = rec.last("world/trajectory")
     np.testing.assert_allclose(strips[0][:, 0], [0.1 * i for i in range(20)], atol=1e-6)
     view.close()
