@@ -19,7 +19,7 @@ from radseg_core.query import VoxelCache
 from radseg_core.visual import FeatureProjection
 from radseg_core.voxel_map import VoxelMap
 
-FIT_SAMPLE = 4096  # voxels whose features fix the projection
+FIT_SAMPLE = 2048  # voxels whose features fix the projection (enough for three axes)
 
 
 class BestClass(VoxelCache):

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -527,3 +528,76 @@ def test_view_extra_pins_the_rerun_the_code_was_written_for():
     for req in ("dev.txt", "dev-jazzy.txt"):
         assert re.search(rf"^rerun-sdk=={re.escape(RERUN_VERSION)}\b", (repo / "requirements" / req).read_text(),
                          re.M), req
+
+
+# ------------------------------------------------------------------ rerun's servers, the end of a run
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses listening on ``port`` (Linux /proc/net/tcp{,6}), e.g. {'127.0.0.1'}."""
+    import ipaddress
+    import socket as so
+    import struct
+
+    found = set()
+    for name, family in (("tcp", so.AF_INET), ("tcp6", so.AF_INET6)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.split(":")
+            if state == "0A" and int(p, 16) == port:  # LISTEN
+                raw = bytes.fromhex(addr)
+                if family == so.AF_INET:
+                    found.add(str(ipaddress.IPv4Address(struct.unpack("<I", raw)[0])))
+                else:
+                    found.add(str(ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))))
+    return found
+
+
+def test_rerun_servers_listen_on_loopback_only_with_analytics_off_and_nothing_in_home(tmp_path, monkeypatch):
+    pytest.importorskip("rerun")
+    if not __import__("os").path.exists("/proc/net/tcp"):
+        pytest.skip("needs Linux /proc/net/tcp")
+    from radseg_core.view.rerun_server import RerunServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(home) if var == "HOME" else str(home / var.lower()))
+    import socket as so
+
+    ports = []
+    for _ in range(2):
+        with so.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    server = RerunServer(grpc_port=ports[0], web_port=ports[1])
+    server.start()
+    try:
+        assert listening_addresses(ports[0]) == {"127.0.0.1"} and listening_addresses(ports[1]) == {"127.0.0.1"}
+        private = server._dir
+        config = json.loads((private / "config" / "rerun" / "analytics.json").read_text())
+        assert config["analytics_enabled"] is False
+        assert "Welcome to Rerun" not in server.log_tail(5000)  # the first-run notice: config was found
+    finally:
+        server.close()
+    assert not private.exists() and list(home.rglob("*")) == []
+    assert listening_addresses(ports[0]) == set()
+
+
+def test_serving_after_the_run_ends_on_sigterm_like_on_ctrl_c(capsys):
+    import os
+    import signal
+
+    from radseg_core.cli.map import serve_until_interrupted
+
+    finished = []
+    fake = types.SimpleNamespace(url="http://127.0.0.1:1/", finish=finished.append)
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+    serve_until_interrupted(fake, "outputs in out/")  # returns instead of dying
+    assert finished == ["outputs in out/"]
+    err = capsys.readouterr().err
+    assert "still serving the view at http://127.0.0.1:1/ (queries work) until Ctrl-C" in err
+    assert "view stopped" in err
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
