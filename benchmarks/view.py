@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,18 +38,9 @@ import psutil
 import torch
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def view_config(**kw):
     from radseg_core.view import ViewConfig
+    from radseg_core.view.rerun_server import free_ports
 
     page, grpc, web = free_ports(3)
     return ViewConfig(port=page, grpc_port=grpc, web_port=web, **kw)

@@ -575,12 +575,14 @@ class RadsegNode(Node):
 
 def start_view(node: RadsegNode):
     """The browser view of the node's map (radseg_core.view), started; its URL logged."""
+    from radseg_core.cli.common import is_random
     from radseg_core.view import LiveView, ViewConfig
 
     p = node.p
     view = LiveView(node.mapper, node.map_lock,
                     ViewConfig(bind=p.view_bind, port=p.view_port, grpc_port=p.view_grpc_port,
-                               web_port=p.view_web_port, title=node.get_fully_qualified_name()),
+                               web_port=p.view_web_port, title=node.get_fully_qualified_name(),
+                               not_semantic=is_random(p.model)),
                     limits=lambda: (node.p.max_queries, node.p.max_query_chars, node.p.default_top_k),
                     diagnostics=lambda: {"rejected_inputs": node.counters.get("rejected")})
     node.get_logger().info(f"view: open {view.start()} in a browser")

@@ -83,7 +83,8 @@ def start_view(args: argparse.Namespace, mapper, lock: threading.Lock, report: d
 
     zero_point_frames = [0]
     config = ViewConfig(bind=args.view_bind, port=args.view_port, grpc_port=args.view_grpc_port,
-                        web_port=args.view_web_port, max_points=args.view_max_points, title=f"{PROG} {args.input}")
+                        web_port=args.view_web_port, max_points=args.view_max_points, title=f"{PROG} {args.input}",
+                        not_semantic=common.is_random(args.model))
     view = LiveView(mapper, lock, config, diagnostics=lambda: {
         "rejected_inputs": report.get("frames_skipped", 0) + zero_point_frames[0]})
     url = view.start()

@@ -20,3 +20,4 @@ class ViewConfig:
     image_rate: float = 5.0  # camera frames sent per second, at most
     memory_limit: str = "512MiB"  # rerun server's buffer for viewers that connect late
     title: str = "radseg"
+    not_semantic: bool = False  # random weights: the page says so in red, as every picture of such a run

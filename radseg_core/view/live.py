@@ -85,7 +85,7 @@ class LiveView:
         self._server = RerunServer(grpc_port=c.grpc_port, web_port=c.web_port, memory_limit=c.memory_limit)
         try:
             self._page = PageServer(self, bind=c.bind, port=c.port, viewer=self._server.web_address,
-                                    grpc=self._server.grpc_address, title=c.title)
+                                    grpc=self._server.grpc_address, title=c.title, not_semantic=c.not_semantic)
             self._server.start()
             rec = rr.RecordingStream("radseg", recording_id=str(uuid.uuid4()))
             rec.connect_grpc(self._server.grpc_url)

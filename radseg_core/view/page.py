@@ -55,11 +55,12 @@ class PageServer:
 
     def __init__(self, backend: ViewBackend, *, bind: str = "127.0.0.1", port: int = 9090,
                  viewer: tuple[str, int] | None = None, grpc: tuple[str, int] | None = None,
-                 title: str = "radseg") -> None:
+                 title: str = "radseg", not_semantic: bool = False) -> None:
         self.backend = backend
         self.viewer = viewer  # rerun's web-viewer server (host, port)
         self.grpc = grpc  # rerun's gRPC server (host, port)
         self.title = title
+        self.not_semantic = not_semantic
         handler = type("Handler", (_Handler,), {"page": self})
         try:
             self._httpd = ThreadingHTTPServer((bind, int(port)), handler)
@@ -85,13 +86,14 @@ class PageServer:
         self._thread.start()
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever: only when it runs
+            self._httpd.shutdown()
             self._thread.join(5)
+        self._httpd.server_close()
 
     def html(self) -> bytes:
-        return _PAGE.replace("__TITLE__", _escape(self.title)).encode()
+        banner = '<span id="not-semantic">RANDOM WEIGHTS: NOT SEMANTIC</span>' if self.not_semantic else ""
+        return _PAGE.replace("__TITLE__", _escape(self.title)).replace("__BANNER__", banner).encode()
 
 
 def _escape(text: str) -> str:
@@ -219,6 +221,7 @@ html, body { margin: 0; height: 100%; background: #121212; color: #ddd; font: 14
 body { display: flex; flex-direction: column; }
 #bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px 2px; background: #1d1d1d; }
 #bar b { color: #fff; white-space: nowrap; }
+#not-semantic { background: #b00; color: #fff; font-weight: bold; padding: 2px 6px; white-space: nowrap; }
 #query { display: flex; gap: 6px; flex: 1; margin: 0; }
 #q { flex: 1; padding: 4px 6px; background: #000; color: #eee; border: 1px solid #555; }
 #status { padding: 2px 10px 4px; background: #1d1d1d; color: #9c9; white-space: nowrap; overflow: hidden;
@@ -230,7 +233,7 @@ body { display: flex; flex-direction: column; }
 iframe { flex: 1; border: 0; width: 100%; }
 </style></head>
 <body>
-<div id="bar"><b>__TITLE__</b>
+<div id="bar"><b>__TITLE__</b>__BANNER__
 <form id="query"><input id="q" name="q" autocomplete="off"
  placeholder="what to look for, e.g. chair (several: chair; door)"><button id="ask">query</button></form></div>
 <div id="status" data-state="starting">connecting...</div>

@@ -402,6 +402,10 @@ def test_page_status_and_query_api(page):
     resp, html = request(server, "GET", "/")
     assert resp.status == 200 and resp.getheader("Content-Security-Policy") == PAGE_CSP
     assert b'id="q"' in html and b'<iframe id="viewer"' in html and b"t&lt;b&gt;" in html
+    assert b"NOT SEMANTIC" not in html
+    labelled = PageServer(backend, port=0, not_semantic=True)  # random weights: said on the page
+    assert b">RANDOM WEIGHTS: NOT SEMANTIC<" in labelled.html()
+    labelled.close()
     resp, data = request(server, "GET", "/api/status")
     assert json.loads(data) == {"state": "mapping", "text": "mapping: frame 1"}
     js = {"Content-Type": "application/json"}
@@ -559,19 +563,13 @@ def test_rerun_servers_listen_on_loopback_only_with_analytics_off_and_nothing_in
     pytest.importorskip("rerun")
     if not __import__("os").path.exists("/proc/net/tcp"):
         pytest.skip("needs Linux /proc/net/tcp")
-    from radseg_core.view.rerun_server import RerunServer
+    from radseg_core.view.rerun_server import RerunServer, free_ports
 
     home = tmp_path / "home"
     home.mkdir()
     for var in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(home) if var == "HOME" else str(home / var.lower()))
-    import socket as so
-
-    ports = []
-    for _ in range(2):
-        with so.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = free_ports(2)
     server = RerunServer(grpc_port=ports[0], web_port=ports[1])
     server.start()
     try:
@@ -601,3 +599,21 @@ def test_serving_after_the_run_ends_on_sigterm_like_on_ctrl_c(capsys):
     assert "still serving the view at http://127.0.0.1:1/ (queries work) until Ctrl-C" in err
     assert "view stopped" in err
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+
+
+def test_a_taken_rerun_port_is_a_clear_error_and_nothing_stays_open(encoder):
+    pytest.importorskip("rerun")
+    import socket as so
+
+    from radseg_core.view.rerun_server import ViewUnavailable, free_ports
+
+    page, grpc, web = free_ports(3)
+    with so.socket() as taken:
+        taken.bind(("127.0.0.1", grpc))
+        taken.listen()
+        view = LiveView(make_mapper(encoder, frames=0), config=ViewConfig(port=page, grpc_port=grpc, web_port=web))
+        with pytest.raises(ViewUnavailable, match=rf"port {grpc} on 127.0.0.1 is in use.*view_grpc_port"):
+            view.start()
+    assert view.state == "closed"
+    with so.socket() as s:  # the page's port was given back
+        s.bind(("127.0.0.1", page))

@@ -4,7 +4,8 @@
 waits until the 3D view shows the map's label colours (pixels counted in screenshots: the 3D view is a
 canvas), types a query, and checks that the answer appears on the page and the candidate boxes in the
 3D view. The same detector must report "not drawn" for a page whose viewer gets no data (a rerun server
-that received only the layout): that is what makes the positive check mean something.
+that received only the layout): that is what makes the positive check mean something. The browser's
+console must show the viewer's analytics call and remote font refused by the page's policy.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (scripts/setup_env.sh installs them with apt as root;
 CI has them). About a minute on 2 cores.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from radseg_core.view.rerun_server import free_ports
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
@@ -127,16 +130,6 @@ def ask(driver, text: str) -> None:
 
 
 # ------------------------------------------------------------------ the processes
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -228,8 +221,7 @@ def test_map_drawn_query_answered_boxes_drawn_and_empty_viewer_not_drawn(driver,
         drawn, pixels = map_drawn(driver, hues, timeout=8.0)
         print(f"empty viewer: {pixels} map-coloured pixels")
         assert not drawn and pixels < MAP_PIXELS // 10, f"{pixels} map-coloured pixels without a map"
-        blocked = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
-        assert any("fonts.googleapis.com" in m for m in blocked), "the viewer's remote font was not blocked"
+        console = [e["message"] for e in driver.get_log("browser")]  # (get_log hands each entry out once)
 
         # 2. the real page: the map appears (live), the run ends, the page says so
         url = wait_line(proc, lines, r"view at (http://\S+)", timeout=120).group(1)
@@ -239,6 +231,7 @@ def test_map_drawn_query_answered_boxes_drawn_and_empty_viewer_not_drawn(driver,
         drawn, pixels = map_drawn(driver, hues, timeout=60.0)
         print(f"radseg-map's viewer: {pixels} map-coloured pixels")
         assert drawn, f"the map was not drawn: {pixels} map-coloured pixels in the 3D view"
+        assert text_of(driver, "not-semantic") == "RANDOM WEIGHTS: NOT SEMANTIC"  # random-tiny says so
         wait_text(driver, "status", r"^the run ended: 3 frames, [\d,]+ voxels", timeout=120)
         time.sleep(1.5)  # the final refresh reaches the viewer
         _, before = count(driver, [300.0], tol=15.0, min_s=0.5, min_v=0.4)
@@ -265,7 +258,13 @@ def test_map_drawn_query_answered_boxes_drawn_and_empty_viewer_not_drawn(driver,
         assert "queries ['sofa'] are not classes of this map" in error
         assert driver.execute_script("return document.getElementById('answer').className;") == "error"
 
-        # 5. Ctrl-C ends it, rerun's child included
+        # 5. nothing left the machine: the viewer's analytics call and remote font hit our CSP
+        console += [e["message"] for e in driver.get_log("browser")]
+        blocked = [m for m in console if "Content Security Policy" in m]
+        assert any("https://tel.rerun.io/" in m for m in blocked), "the viewer's analytics call was not blocked"
+        assert any("fonts.googleapis.com" in m for m in blocked), "the viewer's remote font was not blocked"
+
+        # 6. Ctrl-C ends it, rerun's child included
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, "".join(lines)
         assert not any(port_open(p) for p in ports), "a view server outlived radseg-map"

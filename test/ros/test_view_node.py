@@ -12,19 +12,10 @@ import time
 import pytest
 from harness import FramePublisher
 
+from radseg_core.view.rerun_server import free_ports
 from radseg_ros.srv import TextQuery
 
 pytest.importorskip("rerun")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def http_json(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
