@@ -7,14 +7,18 @@ through the view's page server (:mod:`radseg_core.view.page`), and this process 
 gets a private configuration directory that says ``analytics_enabled: false``: no usage data is sent and
 nothing is written into the user's home (a first rerun run would otherwise write
 ``~/.config/rerun/analytics.json`` and print a notice). The directory is removed on :meth:`close`.
+The child runs under a small bash watchdog that ends it when this process goes away, however it goes
+(a SIGKILLed mapper must not leave rerun holding the ports).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -93,6 +97,19 @@ def wait_for_port(host: str, port: int, timeout: float, alive=lambda: True) -> b
     return False
 
 
+# Runs rerun and ends it when our end of its stdin closes: on close(), and when this process dies however
+# it dies (SIGKILL, a crash), so no orphan keeps the ports. Exits when rerun exits (alive() sees that).
+_WATCHDOG = """
+"$@" </dev/null & child=$!
+trap 'kill "$child" 2>/dev/null' TERM INT HUP
+while kill -0 "$child" 2>/dev/null; do
+  read -r -t 1 _; status=$?
+  if [ "$status" -ne 0 ] && [ "$status" -le 128 ]; then kill "$child" 2>/dev/null; break; fi
+done
+wait "$child"
+"""
+
+
 class RerunServer:
     """``rerun --serve-web`` in a child process: the gRPC message proxy and the web viewer's files."""
 
@@ -137,8 +154,10 @@ class RerunServer:
                "--web-viewer-port", str(self.web_port), "--server-memory-limit", self.memory_limit,
                "--hide-welcome-screen"]
         self._log = open(self._dir / "rerun.log", "wb")  # noqa: SIM115 - closed in close()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=self._dir)
+        bash = shutil.which("bash")
+        launch = [bash, "-c", _WATCHDOG, "radseg-view-watchdog", *cmd] if bash else cmd
+        self._proc = subprocess.Popen(launch, stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=self._dir, start_new_session=True)
         ok = all(wait_for_port(self.bind, p, timeout, alive=lambda: self._proc.poll() is None)
                  for p in (self.grpc_port, self.web_port))
         if not ok:
@@ -157,13 +176,19 @@ class RerunServer:
 
     def close(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(5)
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()  # the watchdog ends rerun and itself
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:  # no watchdog (no bash) or stuck: the whole session
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    with contextlib.suppress(OSError):
+                        os.killpg(self._proc.pid, sig)
+                    try:
+                        self._proc.wait(5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
             self._proc = None
             self._log.close()
         if self._dir is not None:

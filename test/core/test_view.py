@@ -617,3 +617,29 @@ def test_a_taken_rerun_port_is_a_clear_error_and_nothing_stays_open(encoder):
     assert view.state == "closed"
     with so.socket() as s:  # the page's port was given back
         s.bind(("127.0.0.1", page))
+
+
+def test_rerun_servers_end_when_their_parent_is_killed(tmp_path):
+    pytest.importorskip("rerun")
+    import signal
+    import subprocess
+    import sys
+
+    from radseg_core.view.rerun_server import free_ports
+
+    grpc, web = free_ports(2)
+    code = ("import sys, time\nfrom radseg_core.view.rerun_server import RerunServer\n"
+            f"s = RerunServer(grpc_port={grpc}, web_port={web}); s.start(); print('up', flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "up"
+        assert listening_addresses(grpc) == {"127.0.0.1"}
+        parent.send_signal(signal.SIGKILL)  # no close(), no atexit: only the pipe's end tells the child
+        parent.wait(10)
+        end = time.monotonic() + 10
+        while (listening_addresses(grpc) or listening_addresses(web)) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert listening_addresses(grpc) == set() and listening_addresses(web) == set(), "rerun outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
