@@ -17,7 +17,7 @@ class ViewConfig:
     refresh_period: float = 1.0  # seconds between map refreshes, at least
     lock_share: float = 0.05  # share of time refreshes may hold the map lock
     work_share: float = 0.25  # share of time the logger thread may spend on map refreshes
-    image_rate: float = 5.0  # camera frames sent per second, at most
+    image_rate: float = 3.0  # camera frames sent per second, at most
     memory_limit: str = "512MiB"  # rerun server's buffer for viewers that connect late
     title: str = "radseg"
     not_semantic: bool = False  # random weights: the page says so in red, as every picture of such a run

@@ -66,6 +66,7 @@ class LiveView:
         self._next_image = 0.0
         self._seen: tuple | None = None  # (map object, lineage, generation, clock, classes) at the last refresh
         self._logged_classes: tuple | None = None
+        self._logged_camera: tuple | None = None
         self._pending_map: dict | None = None  # the newest snapshot, not yet sent
         self._pending_lock = threading.Lock()
         self._last_offer = 0.0
@@ -184,8 +185,11 @@ class LiveView:
         h, w = frame.rgb.shape[:2]
         rec.set_time("frame", sequence=index)
         rec.log("world/camera", rr.Transform3D(translation=T[:3, 3], mat3x3=T[:3, :3]))
-        rec.log("world/camera/image", rr.Pinhole(image_from_camera=frame.K, width=w, height=h,
-                                                 image_plane_distance=0.2))
+        camera = (w, h, np.asarray(frame.K, np.float64).tobytes())
+        if camera != self._logged_camera:  # intrinsics persist in the viewer until they change
+            rec.log("world/camera/image", rr.Pinhole(image_from_camera=frame.K, width=w, height=h,
+                                                     image_plane_distance=0.2))
+            self._logged_camera = camera
         img = frame.rgb if labels is None else overlay_labels(frame.rgb, labels)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
