@@ -67,3 +67,15 @@ def test_view_parameter_serves_the_page_and_answers_like_the_query_service(clien
 
     assert node.stop() == 0
     assert not any(port_open(p) for p in (page, grpc, web)), "a view server outlived the node"
+
+
+def test_view_without_rerun_stops_the_node_with_the_line_that_installs_it(start_node, tmp_path, monkeypatch):
+    from radseg_core.view import INSTALL_HINT
+
+    shadow = tmp_path / "no_rerun" / "rerun"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('rerun is not installed (test shadow)')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    node = start_node(view=True, view_port=free_ports(1)[0])
+    assert node.proc.wait(60) == 2
+    assert f"radseg_node: {INSTALL_HINT}" in node.log()
