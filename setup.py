@@ -24,6 +24,7 @@ setup(
         "eval": ["scipy>=1.10", "scikit-learn>=1.3"],
         # radseg-export (onnx + torch's exporter onnxscript) and encoder_backend onnxruntime; none pulls torch
         "export": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "view": ["rerun-sdk==0.41.0"],  # the browser view (radseg-map --view, node parameter view); pinned
     },
     entry_points={
         "console_scripts": [

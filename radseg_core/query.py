@@ -22,6 +22,8 @@ from radseg_core.voxel_map import VoxelMap, pack_keys
 
 AlignFn = Callable[[torch.Tensor], torch.Tensor]
 _CHUNK = 1 << 16
+MAX_QUERIES = 64  # texts one query may carry (node parameter max_queries, the browser view's query box)
+MAX_QUERY_CHARS = 1000  # characters one text may have (node parameter max_query_chars)
 
 # The 13 "forward" offsets of the 26-neighbourhood; each edge is found once and used both ways.
 _OFFSETS = torch.tensor(
@@ -110,6 +112,25 @@ def relative_scores(
         return torch.softmax(temperature * cos_queries, dim=0)
     # softmax([q, n_1..n_M])[0] = sigmoid(q - logsumexp(n)): one pass for all queries, numerically stable
     return torch.sigmoid(temperature * cos_queries - torch.logsumexp(temperature * cos_negatives, dim=0))
+
+
+def check_queries(queries: Sequence[str], max_queries: int = MAX_QUERIES,
+                  max_chars: int = MAX_QUERY_CHARS) -> str | None:
+    """Why a list of query texts is refused (no text, too many, an empty or too long one), or None.
+
+    The one check behind every way a person asks (the node's ``~/query``, the browser view's box), so
+    each answers the same input with the same words.
+    """
+    if not queries:
+        return "no queries: give at least one text, e.g. queries: ['chair']"
+    if len(queries) > max_queries:
+        return f"{len(queries)} queries exceed max_queries={max_queries}"
+    for i, q in enumerate(queries):
+        if not q.strip():
+            return f"query {i} is empty"
+        if len(q) > max_chars:
+            return f"query {i} has {len(q)} characters, more than max_query_chars={max_chars}"
+    return None
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -372,6 +393,7 @@ __all__ = [
     "ClassLabels",
     "VoxelCache",
     "align_and_normalize",
+    "check_queries",
     "connected_components",
     "map_cosines",
     "cosine_scores",

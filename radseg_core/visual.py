@@ -68,3 +68,75 @@ def overlay_labels(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> 
     out = cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0)
     cv2.copyTo(rgb, ignore, out)
     return out
+
+
+class FeatureProjection:
+    """Features → RGB along the first three principal axes of a sample of them.
+
+    For looking at a features map: similar features get similar colours. The axes and the value range
+    that maps to 0..255 (the 2nd..98th percentile of the sample) are fixed once fitted, so a voxel keeps
+    its colour while a live map grows, and each axis's sign is fixed (largest coefficient positive) so a
+    refit of similar data gives similar colours.
+    """
+
+    def __init__(self, mean: np.ndarray, axes: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        self.mean, self.axes, self.low, self.high = mean, axes, low, high
+
+    @classmethod
+    def fit(cls, sample, percentile: float = 2.0) -> FeatureProjection:
+        """Principal axes of ``sample`` (N, D) (array or tensor; N >= 1)."""
+        x = _as_float64(sample)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"FeatureProjection.fit needs a non-empty (N, D) sample, got shape {x.shape}")
+        mean = x.mean(axis=0)
+        centred = x - mean
+        axes = np.zeros((3, x.shape[1]))
+        k = min(3, x.shape[1])
+        c32 = centred.astype(np.float32)  # the covariance in float32: half the time, plenty for colours
+        axes[:k] = _top_eigenvectors((c32.T @ c32).astype(np.float64), k).T
+        flip = np.sign(axes[np.arange(3), np.abs(axes).argmax(axis=1)])
+        axes *= np.where(flip == 0, 1.0, flip)[:, None]
+        proj = centred @ axes.T
+        low, high = np.percentile(proj, [percentile, 100.0 - percentile], axis=0)
+        return cls(mean, axes, low, np.maximum(high, low + 1e-12))
+
+    def __call__(self, features) -> np.ndarray:
+        """(N, D) features → (N, 3) uint8 colours."""
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - radseg_core needs torch anyway
+            torch = None
+        offset = self.mean @ self.axes.T  # (x - mean) A^T = x A^T - mean A^T: no centred copy of x
+        if torch is not None and isinstance(features, torch.Tensor):  # project on the tensor's device
+            with torch.no_grad():  # in row blocks: a half map converted to float32 at once costs ~10x
+                axes = torch.as_tensor(self.axes, dtype=torch.float32, device=features.device)
+                parts = [part.float() @ axes.T for part in features.split(1 << 16)]
+                proj = (torch.cat(parts) if parts else features.new_zeros((0, 3), dtype=torch.float32))
+                proj = proj.cpu().numpy().astype(np.float64) - offset
+        else:
+            proj = _as_float64(features) @ self.axes.T - offset
+        u = (proj - self.low) / (self.high - self.low)
+        return (np.clip(u, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _top_eigenvectors(cov: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
+    """(D, k) eigenvectors of the k largest eigenvalues of a symmetric PSD matrix, largest first.
+
+    Subspace iteration from a fixed start, then Rayleigh-Ritz: ~k D^2 per step instead of a full
+    eigendecomposition (D^3; seconds for D = 768 on a busy CPU, and it runs while the map is locked).
+    """
+    d = cov.shape[0]
+    if d <= 8:
+        _, vecs = np.linalg.eigh(cov)
+        return vecs[:, ::-1][:, :k]
+    q = np.linalg.qr(np.random.default_rng(0).standard_normal((d, k + 2)))[0]  # 2 extra: faster convergence
+    for _ in range(iterations):
+        q = np.linalg.qr(cov @ q)[0]
+    w, v = np.linalg.eigh(q.T @ cov @ q)
+    return (q @ v[:, ::-1])[:, :k]
+
+
+def _as_float64(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)

@@ -33,6 +33,7 @@ from visualization_msgs.msg import MarkerArray
 from radseg_core.map_io import MapFileError
 from radseg_core.model.loading import ModelLoadError
 from radseg_core.pipeline import MapperConfig, SemanticMapper
+from radseg_core.query import check_queries
 from radseg_core.transforms import (
     ConnectivityError,
     ExtrapolationError,
@@ -150,7 +151,10 @@ class RadsegNode(Node):
                                              self._publish_cloud)
         self._make_timer(self.p.diagnostics_period, self._publish_diagnostics)
         self._make_timer(self.p.autosave_period, self._autosave)
+        self.view = None  # the browser view (parameter view), fed by the worker after each frame
         self.worker: LatestSlotWorker[tuple] = LatestSlotWorker(self._process, self._on_worker_error)
+        if self.p.view:
+            self.view = start_view(self)
         self.get_logger().info(
             f"radseg ready: model={self.p.model} mode={self.p.mode} voxel={self.p.voxel_size} m "
             f"device={self.mapper.device} pose_source={self.p.pose_source}"
@@ -353,6 +357,8 @@ class RadsegNode(Node):
             return
         t2 = time.perf_counter()
         self._count_result(result)
+        if self.view is not None:
+            self.view.offer(frame, result.labels)
         if not self.context.ok():  # shutting down: the map is updated, publishing is no longer possible
             return
         if self.p.publish_segmentation and result.labels is not None:
@@ -465,15 +471,9 @@ class RadsegNode(Node):
         return res
 
     def _check_queries(self, queries: list[str]) -> str | None:
-        if not queries:
-            return "no queries: give at least one text, e.g. queries: ['chair']"
-        if len(queries) > self.p.max_queries:
-            return f"{len(queries)} queries exceed max_queries={self.p.max_queries}"
-        for i, q in enumerate(queries):
-            if not q.strip():
-                return f"query {i} is empty"
-            if len(q) > self.p.max_query_chars:
-                return f"query {i} has {len(q)} characters, more than max_query_chars={self.p.max_query_chars}"
+        problem = check_queries(queries, self.p.max_queries, self.p.max_query_chars)
+        if problem:
+            return problem
         if len(self.mapper) == 0:
             return "the map is empty: no frames integrated yet"
         return None
@@ -575,8 +575,26 @@ class RadsegNode(Node):
 
     def shutdown(self) -> None:
         self.worker.stop()
+        if self.view is not None:
+            self.view.close()
         if self.p.save_on_shutdown and len(self.mapper):
             self._save_quietly("shutdown.rsmap")
+
+
+def start_view(node: RadsegNode):
+    """The browser view of the node's map (radseg_core.view), started; its URL logged."""
+    from radseg_core.cli.common import is_random
+    from radseg_core.view import LiveView, ViewConfig
+
+    p = node.p
+    view = LiveView(node.mapper, node.map_lock,
+                    ViewConfig(bind=p.view_bind, port=p.view_port, grpc_port=p.view_grpc_port,
+                               web_port=p.view_web_port, title=node.get_fully_qualified_name(),
+                               not_semantic=is_random(p.model)),
+                    limits=lambda: (node.p.max_queries, node.p.max_query_chars, node.p.default_top_k),
+                    diagnostics=lambda: {"rejected_inputs": node.counters.get("rejected")})
+    node.get_logger().info(f"view: open {view.start()} in a browser")
+    return view
 
 
 EXIT_MODEL_UNAVAILABLE = 3  # exit status when the model cannot be loaded (ModelLoadError)

@@ -136,6 +136,14 @@ SPECS: dict[str, Spec] = {
     "autosave_period": Spec(0.0, "seconds between automatic saves to autosave.rsmap (0 = off)", 0.0, 86400.0),
     "save_on_shutdown": Spec(True, "save the map to shutdown.rsmap when the node stops"),
     "diagnostics_period": Spec(1.0, "seconds between /diagnostics messages (0 = off)", 0.0, 3600.0),
+    # browser view (radseg_core.view; needs rerun-sdk)
+    "view": Spec(False, "serve the map, the camera and a query box in a browser; the node logs the page's URL "
+                 "(needs rerun-sdk: pip install 'rerun-sdk==0.41.0')"),
+    "view_bind": Spec("127.0.0.1", "address the view's page listens on (0.0.0.0: all interfaces); rerun's own "
+                      "servers stay on loopback behind it"),
+    "view_port": Spec(9090, "port of the view's page: the URL to open, the only port a browser needs", 1, 65535),
+    "view_grpc_port": Spec(9876, "port of rerun's gRPC server on loopback (relayed by the page)", 1, 65535),
+    "view_web_port": Spec(9091, "port of rerun's web-viewer server on loopback (relayed by the page)", 1, 65535),
 }
 
 
@@ -204,6 +212,11 @@ class NodeParams:
     autosave_period: float
     save_on_shutdown: bool
     diagnostics_period: float
+    view: bool
+    view_bind: str
+    view_port: int
+    view_grpc_port: int
+    view_web_port: int
 
 
 def descriptor(name: str, spec: Spec) -> ParameterDescriptor:

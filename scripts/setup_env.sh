@@ -44,14 +44,26 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then missing+=(libusb-1.0-0); fi
-if [ ${#missing[@]} -gt 0 ]; then
+# optional: Debian's chromium + chromedriver for the browser-view test (skipped, with the reason, without them)
+optional=()
+[ -x /usr/bin/chromium ] || optional+=(chromium)
+[ -x /usr/bin/chromedriver ] || optional+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing system packages: ${missing[*]}"
+    say "installing system packages: ${missing[*]} ${optional[*]}"
     apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-      || die "apt-get install ${missing[*]} failed"
-  else
+    if [ ${#missing[@]} -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+    fi
+    if [ ${#optional[@]} -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${optional[@]}" >/dev/null \
+        || say "warning: apt-get install ${optional[*]} failed: the browser-view test will be skipped"
+    fi
+  elif [ ${#missing[@]} -gt 0 ]; then
     die "missing system packages: ${missing[*]}. Install them, e.g.: sudo apt-get install ${missing[*]}"
+  else
+    say "optional: sudo apt-get install ${optional[*]}  (the browser-view test is skipped without them)"
   fi
 fi
 

@@ -127,6 +127,13 @@ def positive_int(text: str) -> int:
     return v
 
 
+def port(text: str) -> int:
+    v = positive_int(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {v}")
+    return v
+
+
 def positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -162,9 +169,11 @@ def run(prog: str, body: Callable[[], int]) -> int:
     """Run a tool's body; user errors become one stderr line and exit status 2."""
     from radseg_core.encoder.backends import BackendError
     from radseg_core.map_io import MapFileError
+    from radseg_core.view.rerun_server import ViewUnavailable
 
     user_errors: tuple[type[BaseException], ...] = (CLIError, FileNotFoundError, MapFileError, ValueError,
-                                                     NotADirectoryError, PermissionError, ImportError, BackendError)
+                                                     NotADirectoryError, PermissionError, ImportError, BackendError,
+                                                     ViewUnavailable)
     try:
         from radseg_core.model.loading import ModelLoadError
 

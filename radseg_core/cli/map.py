@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,7 @@ examples:
   radseg-map recording.mcap --stride 5 --resize 480 --classes floor,wall,chair,door -o out/bag
   radseg-map robot_bag/ --pose-source odometry --map-frame map -o out/robot   # /odom + /tf_static (docs/real_robot.md)
   radseg-map ~/data/replica/room0 --mode probabilities --voxel-size 0.05 --save-every 200
+  radseg-map recording.mcap --view                      # watch it map in the browser; query it after
 """
 
 
@@ -49,7 +52,66 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_rosbag_args(p)
     common.add_model_args(p)
     common.add_map_args(p)
+    add_view_args(p)
     return p
+
+
+def add_view_args(p: argparse.ArgumentParser) -> None:
+    from radseg_core.view import ViewConfig
+
+    d = ViewConfig()
+    g = p.add_argument_group("browser view (needs rerun-sdk: pip install -e '.[view]')")
+    g.add_argument("--view", action="store_true",
+                   help="serve the map, the camera and a query box in the browser while mapping, and after the "
+                        "last frame until Ctrl-C; prints the URL")
+    g.add_argument("--view-bind", default=d.bind,
+                   help="address the page listens on (0.0.0.0: all interfaces); rerun's servers stay on loopback")
+    g.add_argument("--view-port", type=common.port, default=d.port,
+                   help="port of the page: the URL to open, the only port a browser needs")
+    g.add_argument("--view-grpc-port", type=common.port, default=d.grpc_port,
+                   help="port of rerun's gRPC server on loopback (relayed by the page)")
+    g.add_argument("--view-web-port", type=common.port, default=d.web_port,
+                   help="port of rerun's web-viewer server on loopback (relayed by the page)")
+    g.add_argument("--view-max-points", type=common.positive_int, default=d.max_points,
+                   help="voxels drawn at most; a bigger map shows a fixed subset")
+
+
+def start_view(args: argparse.Namespace, mapper, lock: threading.Lock, report: dict):
+    """The browser view of ``mapper`` per the --view-* arguments, started (its URL printed on stderr),
+    and the ``on_frame`` callback of :func:`map_dataset` that feeds it."""
+    from radseg_core.view import LiveView, ViewConfig
+
+    zero_point_frames = [0]
+    config = ViewConfig(bind=args.view_bind, port=args.view_port, grpc_port=args.view_grpc_port,
+                        web_port=args.view_web_port, max_points=args.view_max_points, title=f"{PROG} {args.input}",
+                        not_semantic=common.is_random(args.model))
+    view = LiveView(mapper, lock, config, diagnostics=lambda: {
+        "rejected_inputs": report.get("frames_skipped", 0) + zero_point_frames[0]})
+    url = view.start()
+    print(f"{PROG}: view at {url}", file=sys.stderr, flush=True)
+
+    def on_frame(i: int, frame, out) -> None:
+        zero_point_frames[0] += out.points == 0
+        view.offer(frame, out.labels)
+
+    return view, on_frame
+
+
+def serve_until_interrupted(view, message: str) -> None:
+    """After the last frame: the page says the run ended, queries go on, until Ctrl-C (or SIGTERM)."""
+    import signal
+
+    view.finish(message)
+    print(f"{PROG}: the run ended; still serving the view at {view.url} (queries work) until Ctrl-C",
+          file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(f"{PROG}: view stopped", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def config_from_args(args: argparse.Namespace, classes: list[str], frame_id: str | None = None):
@@ -85,9 +147,16 @@ def segmentation_image(rgb: np.ndarray, labels: np.ndarray | None, num_classes: 
 
 def map_dataset(dataset, mapper, out_dir: Path, *, save_every: int | None = None, segmentation: bool = True,
                 show_progress: bool = True,
-                on_frame: Callable[[int, object, object], None] | None = None) -> dict:
-    """Process every frame into ``mapper``; writes segmentation images and checkpoints; returns stats."""
+                on_frame: Callable[[int, object, object], None] | None = None,
+                lock: threading.Lock | None = None) -> dict:
+    """Process every frame into ``mapper``; writes segmentation images and checkpoints; returns stats.
+
+    With ``lock``, the map's part of each frame (integration, checkpoint) holds it, so another thread
+    (the browser view) may read the map meanwhile; the model's part runs outside it.
+    """
     from radseg_core.render import save_png
+
+    lock = lock if lock is not None else contextlib.nullcontext()
 
     classes = list(mapper.config.classes)
     seg_dir = out_dir / "segmentation"
@@ -96,7 +165,9 @@ def map_dataset(dataset, mapper, out_dir: Path, *, save_every: int | None = None
     t0 = time.perf_counter()
     n = 0
     for i, frame in enumerate(common.progress(dataset, len(dataset), PROG, disable=not show_progress)):
-        out = mapper.process(frame)
+        encoded = mapper.encode(frame)
+        with lock:
+            out = mapper.integrate(frame, encoded)
         n += 1
         points += out.points
         for k, v in out.timings.items():
@@ -108,7 +179,8 @@ def map_dataset(dataset, mapper, out_dir: Path, *, save_every: int | None = None
         if on_frame is not None:
             on_frame(i, frame, out)
         if save_every and (i + 1) % save_every == 0:
-            mapper.save(out_dir / "map.rsmap")
+            with lock:
+                mapper.save(out_dir / "map.rsmap")
     return {
         "frames": n,
         "points_integrated": points,
@@ -155,6 +227,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    views: list = []  # the browser view, closed however mapping ends (its servers run in a child process)
+    try:
+        return _map(args, views)
+    finally:
+        for view in views:
+            if view is not None:
+                view.close()
+
+
+def _map(args: argparse.Namespace, views: list) -> int:
+    if args.view:  # before minutes of model loading and mapping
+        from radseg_core.view import require_rerun
+
+        require_rerun()
     dataset = common.open_input(args.input, stride=args.stride, max_frames=args.max_frames, resize=args.resize,
                                 bag_options={k: getattr(args, k) for k in common.BAG_OPTIONS})
     if len(dataset) == 0:
@@ -177,10 +263,15 @@ def _main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     mapper = common.build_mapper(config_from_args(args, classes, report.get("map_frame")))
     load_s = time.perf_counter() - t0
+    lock = threading.Lock()
+    view, on_frame = start_view(args, mapper, lock, report) if args.view else (None, None)
+    views.append(view)
     with dataset:
         stats = map_dataset(dataset, mapper, out_dir, save_every=args.save_every,
-                            segmentation=not args.no_segmentation, show_progress=not args.no_progress)
-    files = write_map_outputs(mapper, out_dir)
+                            segmentation=not args.no_segmentation, show_progress=not args.no_progress,
+                            on_frame=on_frame, lock=lock)
+    with lock:
+        files = write_map_outputs(mapper, out_dir)
     summary = {
         "input": str(args.input),
         "dataset": getattr(dataset, "name", type(dataset).__name__),
@@ -202,6 +293,8 @@ def _main(args: argparse.Namespace) -> int:
     print(f"{stats['frames']} frames → {summary['voxels']} voxels ({summary['bytes'] / 2**20:.1f} MiB) "
           f"in {out_dir}\nper frame: {stages}", file=sys.stderr)
     common.random_banner(args.model)
+    if view is not None:
+        serve_until_interrupted(view, f"outputs in {out_dir}")
     return 0
 
 

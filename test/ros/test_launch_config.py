@@ -100,6 +100,14 @@ def test_launch_line_parameters_reach_the_node_typed(launch_file):
                       "classes": ["chair", "table"], "camera_frame": "123", "use_sim_time": True}
 
 
+def test_view_launch_arguments_reach_the_node(launch_file):
+    _, radseg = launch_file(["view:=true", "view_bind:=0.0.0.0", "view_port:=8080"])
+    _, values = node_parameters(radseg)
+    assert values == {"view": True, "view_bind": "0.0.0.0", "view_port": 8080, "use_sim_time": False}
+    with pytest.raises(lc.LaunchArgumentError, match=r"'view_port' must lie in \[1, 65535\]"):
+        launch_file(["view:=true", "view_port:=70000"])
+
+
 def test_every_node_parameter_is_a_declared_launch_argument(launch_file):
     declared, radseg = launch_file([])
     names = {d.args[0] for d in declared}
