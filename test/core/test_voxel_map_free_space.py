@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import radseg_core.voxel_map as voxel_map_module
-from radseg_core.free_space import free_voxels, min_pool_pyramid
+from radseg_core.free_space import free_voxels, frustum_voxel_box, min_pool_pyramid
 from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap
@@ -41,12 +41,12 @@ def frame(depth, T):
 def test_min_pool_pyramid_by_hand():
     d = torch.full((5, 7), 4.0)
     d[2, 3] = 1.0
-    d[0, 0] = float("nan")
-    p = min_pool_pyramid(d, max_depth=3.0)
-    assert p[0, 1, 1] == 3.0 and p[0, 0, 0] == 0.0  # beyond max_depth clamps, NaN is unknown (0)
-    assert p[1, 1, 2] == 1.0 and p[1, 0, 1] == 0.0 and p[1, 0, 2] == 3.0  # 3x3 windows
-    assert p[2, 4, 5] == 1.0 and p[2, 4, 6] == 3.0  # 5x5 windows
-    assert p[1, 4, 6] == 3.0
+    d[0, 0] = -float("inf")
+    p = min_pool_pyramid(d)
+    assert p[0, 1, 1] == 4.0 and p[0, 0, 0] == -float("inf")  # level 0 is the image itself
+    assert p[1, 1, 2] == 1.0 and p[1, 0, 1] == -float("inf") and p[1, 0, 2] == 4.0  # 3x3 windows
+    assert p[2, 4, 5] == 1.0 and p[2, 4, 6] == 4.0  # 5x5 windows
+    assert p[1, 4, 6] == 4.0  # the outside of the image is neutral
 
 
 def test_voxel_in_front_of_the_measured_surface_is_free_and_the_surface_voxel_is_not():
@@ -142,14 +142,21 @@ def random_depth(rng: np.random.Generator) -> torch.Tensor:
 
 
 def full_scan_reference(vm: VoxelMap, depth, K_, T, hit_keys, min_depth, max_depth) -> tuple[dict, int]:
-    """Expected key -> hits after one clearing, by projecting every voxel (the rule before the pre-filter),
-    and how many voxels it flags."""
+    """Expected key -> (hits, frames that hit it) after one clearing, by testing every voxel of the map (no
+    pre-filter), and how many voxels it flags."""
     free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, min_depth=min_depth,
                        max_depth=max_depth)
     keys, hits = vm.keys(), vm.hits().clone()
-    flag = free & ~torch.isin(keys, hit_keys)
-    hits[flag] = torch.floor(hits[flag].double() * (1.0 - vm.free_space_decay)).to(torch.int32)
-    return {k: h for k, h in zip(keys.tolist(), hits.tolist(), strict=True) if h > 0}, int(flag.sum())
+    frames = vm._store.cat("hit_frames").long() + 1
+    hit = torch.isin(keys, hit_keys)
+    frames[hit] = (frames[hit] + 1).clamp_max(128)
+    flag = free & ~hit
+    keep = 1.0 - vm.free_space_decay
+    hits[flag] = torch.floor(hits[flag].double() * keep).to(torch.int32)
+    frames[flag] = torch.floor(frames[flag].double() * keep).long()
+    expected = {k: (h, f) for k, h, f in zip(keys.tolist(), hits.tolist(), frames.tolist(), strict=True)
+                if h > 0 and f > 0}
+    return expected, int(flag.sum())
 
 
 def test_prefiltered_clearing_equals_full_scan_on_random_maps_and_poses():
@@ -167,13 +174,18 @@ def test_prefiltered_clearing_equals_full_scan_on_random_maps_and_poses():
             T[:3, 3] = origin + rng.uniform(-3, 3, 3)
             depth = random_depth(rng)
             min_depth, max_depth = (0.0, math.inf) if rng.random() < 0.5 else (0.5, float(rng.uniform(2, 9)))
-            keys = vm.keys()
+            # a frame hits only voxels in its frustum (their points are in the image, before the largest depth)
+            lo, hi = frustum_voxel_box(depth, K, T, vm.voxel_size, vm._grid_shift, min_depth=min_depth,
+                                       max_depth=max_depth)
+            in_box = brute_force_box(vm, lo, hi)
+            keys = torch.tensor(sorted(k for k, _ in in_box), dtype=torch.int64)
             hit_keys = torch.unique(torch.cat([keys[torch.randperm(len(keys))[:300]], torch.arange(50)]))
             vm.free_space_decay = float(rng.choice([0.3, 0.5, 1.0]))
             expected, flagged = full_scan_reference(vm, depth, K, T, hit_keys, min_depth, max_depth)
             before, cleared = len(vm), vm.cleared
             vm._clear_free_space(depth, K, T, hit_keys, min_depth, max_depth)
-            got = dict(zip(vm.keys().tolist(), vm.hits().tolist(), strict=True))
+            frames = (vm._store.cat("hit_frames").long() + 1).tolist()
+            got = {k: (h, f) for k, h, f in zip(vm.keys().tolist(), vm.hits().tolist(), frames, strict=True)}
             assert got == expected
             assert vm.cleared - cleared == before - len(expected)
             assert 0 < vm.last_clearing_candidates < before  # something is in view, not everything
@@ -183,8 +195,6 @@ def test_prefiltered_clearing_equals_full_scan_on_random_maps_and_poses():
 
 
 def test_frustum_box_contains_the_flagged_voxels_and_is_empty_without_depth():
-    from radseg_core.free_space import frustum_voxel_box
-
     depth = torch.full((H, W), 2.0)
     lo, hi = frustum_voxel_box(depth, K, np.eye(4), 0.1)
     assert lo.dtype == hi.dtype == torch.int64
