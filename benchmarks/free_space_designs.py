@@ -171,6 +171,24 @@ DESIGNS = {
 }
 
 
+def clear_before_22(vm: VoxelMap, test, depth, K, T, hit_keys, min_depth, max_depth) -> None:
+    """``VoxelMap._clear_free_space`` before issue #22 with free-voxel rule ``test``: voxels in the frustum's
+    box that ``test`` flags and the frame does not hit keep floor(hits / 2) (decay 0.5), removed at 0."""
+    lo, hi = frustum_voxel_box(depth, K, T, vm.voxel_size, vm._grid_shift, min_depth=min_depth, max_depth=max_depth)
+    keys, slots = vm._slots_in_box(lo, hi)
+    vm.last_clearing_candidates = int(keys.numel())
+    free = test(vm._centers_of(keys), depth, K, T, vm.voxel_size, min_depth=min_depth, max_depth=max_depth)
+    cand = torch.nonzero(free, as_tuple=True)[0]
+    idx = slots[cand[~torch.isin(keys[cand], hit_keys)]].long()
+    if idx.numel():
+        at = vm._store.locate(idx)
+        h = torch.floor(vm._store.gather("hits", at).double() * 0.5).to(torch.int32)
+        vm._store.scatter("hits", at, h)
+        remove = torch.zeros(vm._size, dtype=torch.bool)
+        remove[idx[h <= 0]] = True
+        vm.cleared += vm._remove(remove)
+
+
 @contextlib.contextmanager
 def _patched_free_voxels(test):
     """``VoxelMap._clear_free_space`` with ``test`` as its free-voxel rule (variants of the chosen design)."""
@@ -205,21 +223,7 @@ class DesignMap(VoxelMap):
             with _patched_free_voxels(self.design.test):
                 super()._clear_free_space(depth, K, T, hit_keys, min_depth, max_depth)
         else:
-            lo, hi = frustum_voxel_box(depth, K, T, self.voxel_size, self._grid_shift, min_depth=min_depth,
-                                       max_depth=max_depth)
-            keys, slots = self._slots_in_box(lo, hi)
-            self.last_clearing_candidates = int(keys.numel())
-            free = self.design.test(self._centers_of(keys), depth, K, T, self.voxel_size, min_depth=min_depth,
-                                    max_depth=max_depth)
-            cand = torch.nonzero(free, as_tuple=True)[0]
-            idx = slots[cand[~torch.isin(keys[cand], hit_keys)]].long()
-            if idx.numel():  # before #22: hits decay, removed at 0
-                at = self._store.locate(idx)
-                h = torch.floor(self._store.gather("hits", at).double() * 0.5).to(torch.int32)
-                self._store.scatter("hits", at, h)
-                remove = torch.zeros(self._size, dtype=torch.bool)
-                remove[idx[h <= 0]] = True
-                self.cleared += self._remove(remove)
+            clear_before_22(self, self.design.test, depth, K, T, hit_keys, min_depth, max_depth)
         self.clear_ms.append(1e3 * (time.process_time() - t))
 
     def integrate_frame(self, frame, feature_map, **kw) -> int:

@@ -199,6 +199,7 @@ def free_voxels(
     noise: float = 0.01,
     pixels: float = 1.5,
     max_rays: int = 32,
+    shortcut: bool | None = None,
     chunk: int = 1 << 15,
     pair_chunk: int = 1 << 21,
 ) -> torch.Tensor:
@@ -207,7 +208,8 @@ def free_voxels(
     See the module docstring. ``clearance`` is in half voxels, perpendicular to the surface a ray lands
     on; ``noise`` a fraction of the measured depth; the ray grid is every pixel of the cube's rectangle,
     with a stride where it is wider or taller than ``max_rays`` pixels (cubes closer than
-    ``f * voxel_size / max_rays``: 0.8 m at f = 525 px).
+    ``f * voxel_size / max_rays``: 0.8 m at f = 525 px). ``shortcut`` forces the min-pool window test on or
+    off (None: where it pays); the result is the same.
     """
     n = centers_world.shape[0]
     out = torch.zeros(n, dtype=torch.bool, device=depth.device)
@@ -220,7 +222,7 @@ def free_voxels(
     half = voxel_size / 2
     vouched = vouched_depth(depth, K, voxel_size, clearance=clearance, noise=noise, pixels=pixels,
                             max_depth=max_depth)
-    pyramid = min_pool_pyramid(vouched)
+    pyramid = None  # built on first need (below)
     radii = torch.tensor(_RADII, dtype=torch.float32, device=dev)
     corners = (_CORNERS.to(dev) * half) @ R  # the cube's corner offsets in the camera frame
     fx, fy, cx, cy, skew = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), float(K[0, 1]))
@@ -229,33 +231,37 @@ def free_voxels(
     for start in range(0, n, chunk):
         rel = (centers_world[start : start + chunk].to(dev, torch.float64) - origin).float()  # world offsets
         pc = rel @ R  # camera-frame centres
+        zc = torch.where(pc[:, 2] > near, pc[:, 2], torch.ones_like(pc[:, 2]))
+        uc = torch.round(pc[:, 0] / zc * fx + skew * pc[:, 1] / zc + cx)
+        vc = torch.round(pc[:, 1] / zc * fy + cy)
+        idx = torch.nonzero((pc[:, 2] > near) & (uc >= 0) & (uc <= W - 1) & (vc >= 0) & (vc <= H - 1), as_tuple=True)[0]
+        # 1. The centre pixel's ray: landing in, before or just behind the cube keeps the voxel.
+        rel, pc, uc, vc = rel[idx], pc[idx], uc[idx], vc[idx]
+        ui, vi = uc.long(), vc.long()
+        t_in, t_out = _slab(rel, _rays(K, uc, vc) @ R.T, half)
+        passes = (t_in <= t_out) & (vouched[vi, ui] > t_out)
+        idx, rel, pc, uc, vc, ui, vi = (t[passes] for t in (idx, rel, pc, uc, vc, ui, vi))
+        # The cube's projected rectangle (clipped to the image: rays outside it say nothing).
         pk = pc[:, None, :] + corners  # (m, 8, 3)
         z = pk[..., 2]
         zs = torch.where(z > near, z, torch.ones_like(z))
         v_k = pk[..., 1] / zs * fy + cy
         u_k = pk[..., 0] / zs * fx + skew * pk[..., 1] / zs + cx
-        u0, u1, v0, v1 = u_k.amin(1), u_k.amax(1), v_k.amin(1), v_k.amax(1)
-        zc = torch.where(pc[:, 2] > near, pc[:, 2], torch.ones_like(pc[:, 2]))
-        uc = torch.round(pc[:, 0] / zc * fx + skew * pc[:, 1] / zc + cx)
-        vc = torch.round(pc[:, 1] / zc * fy + cy)
-        ok = (uc >= 0) & (uc <= W - 1) & (vc >= 0) & (vc <= H - 1) & (z > near).all(1)
-        idx = torch.nonzero(ok, as_tuple=True)[0]
-        if idx.numel() == 0:
-            continue
-        rel, pc, z_far = rel[idx], pc[idx], z[idx].amax(1)
-        u0, u1 = u0[idx].clamp(-0.5, W - 0.5), u1[idx].clamp(-0.5, W - 0.5)
-        v0, v1 = v0[idx].clamp(-0.5, H - 0.5), v1[idx].clamp(-0.5, H - 0.5)
-        uc, vc = uc[idx].clamp(0, W - 1), vc[idx].clamp(0, H - 1)
-        ui, vi = uc.long(), vc.long()
-        # 1. The centre pixel's ray: landing in, before or just behind the cube keeps the voxel.
-        t_in, t_out = _slab(rel, _rays(K, uc, vc) @ R.T, half)
-        passes = (t_in <= t_out) & (vouched[vi, ui] > t_out)
-        # 2. Every ray of a window holding the whole rectangle vouches beyond the cube's far corner: free.
-        reach = torch.stack([uc - u0, u1 - uc, vc - v0, v1 - vc], 1).amax(1).ceil()
-        level = torch.searchsorted(radii, reach.contiguous()).clamp_max(len(_RADII) - 1)
-        free = passes & (reach <= _RADII[-1]) & (pyramid[level, vi, ui] > z_far)
+        u0, u1 = u_k.amin(1).clamp(-0.5, W - 0.5), u_k.amax(1).clamp(-0.5, W - 0.5)
+        v0, v1 = v_k.amin(1).clamp(-0.5, H - 0.5), v_k.amax(1).clamp(-0.5, H - 0.5)
+        ahead = (z > near).all(1)
+        # 2. Every ray of a window holding the whole rectangle vouches beyond the cube's far corner: free. A
+        # shortcut (step 3 would say the same), worth its min-pool pyramid only where the rays to cast would
+        # cost more than it (about two dozen passes over the image).
+        free = torch.zeros_like(ahead)
+        rays = ((u1 - u0 + 2).clamp_max(max_rays) * (v1 - v0 + 2).clamp_max(max_rays)).sum()
+        if shortcut if shortcut is not None else (pyramid is not None or float(rays) > H * W / 2):
+            pyramid = min_pool_pyramid(vouched) if pyramid is None else pyramid
+            reach = torch.stack([uc - u0, u1 - uc, vc - v0, v1 - vc], 1).amax(1).ceil()
+            level = torch.searchsorted(radii, reach.contiguous()).clamp_max(len(_RADII) - 1)
+            free = ahead & (reach <= _RADII[-1]) & (pyramid[level, vi, ui] > z.amax(1))
         # 3. The rest: every pixel ray of the rectangle must see through the cube (or miss it).
-        rest = torch.nonzero(passes & ~free, as_tuple=True)[0]
+        rest = torch.nonzero(ahead & ~free, as_tuple=True)[0]
         if rest.numel():
             free[rest] = _all_rays_through(rel[rest], u0[rest], u1[rest], v0[rest], v1[rest], vouched, K, R, half,
                                            max_rays, pair_chunk)

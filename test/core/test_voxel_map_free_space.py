@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import radseg_core.voxel_map as voxel_map_module
-from radseg_core.free_space import free_voxels, frustum_voxel_box, min_pool_pyramid
+from radseg_core.free_space import free_voxels, frustum_voxel_box, incidence_sine, min_pool_pyramid, vouched_depth
 from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap
@@ -56,6 +56,77 @@ def test_voxel_in_front_of_the_measured_surface_is_free_and_the_surface_voxel_is
     assert free.tolist() == [True, False, False]  # in front / on the wall / behind it (occluded)
     depth[50:70, 70:90] = 0.0  # unknown depth never clears
     assert not free_voxels(centres[:1], depth, K, np.eye(4), 0.05).any()
+
+
+def test_incidence_sine_and_vouched_depth_of_planes_by_hand():
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    ray = np.stack([(u - K[0, 2]) / F, (v - K[1, 2]) / F, np.ones_like(u)], axis=-1)
+    wall = torch.full((H, W), 2.0)
+    sine = incidence_sine(wall, K).numpy()
+    np.testing.assert_allclose(sine, 1.0 / np.linalg.norm(ray, axis=-1), rtol=1e-5)  # normal = optical axis
+    pitch = math.radians(5.0)
+    floor = torch.from_numpy(floor_depth(pitch)).float()  # normal: optical y turned by the pitch
+    n = np.array([0.0, math.cos(pitch), math.sin(pitch)])
+    expected = np.abs(ray @ n) / np.linalg.norm(ray, axis=-1)
+    seen = floor.numpy() > 0
+    seen[:-1] &= seen[1:]  # a pixel needs a known neighbour (the horizon row has none below)
+    np.testing.assert_allclose(incidence_sine(floor, K).numpy()[seen], expected[seen], rtol=1e-3)
+    assert (incidence_sine(floor, K).numpy()[floor.numpy() == 0] == 0).all()  # unknown: vouches for nothing
+    vouched = vouched_depth(wall, K, 0.05, clearance=1.0, noise=0.01, pixels=1.5)
+    # centre pixel: sin = 1, |ray| = 1; clearance max(0.025, 1.5 pixels * 2 m / 100 px) = 0.03
+    assert float(vouched[60, 80]) == pytest.approx(2.0 * 0.99 - 0.03, abs=1e-6)
+    assert float(vouched_depth(wall, K, 0.1, clearance=1.0, noise=0.0, pixels=1.5)[60, 80]) == pytest.approx(1.95)
+
+
+def brute_force_free(centres, depth, K_, T, voxel, min_depth, max_depth):
+    """The rule of ``free_voxels`` from its definition: every pixel of the image, float64 slab tests."""
+    vouched = vouched_depth(depth, K_, voxel, clearance=1.0, noise=0.01, pixels=1.5, max_depth=max_depth).double()
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    ray = torch.stack([(u - K_[0, 2]) / K_[0, 0], (v - K_[1, 2]) / K_[1, 1], torch.ones_like(u)], -1).reshape(-1, 3)
+    R, o = torch.from_numpy(T[:3, :3]), torch.from_numpy(T[:3, 3])
+    ray_w = ray @ R.T
+    near = max(min_depth, 1e-3)
+    out = []
+    for c in centres.double():
+        rel = c - o
+        pc = rel @ R
+        cube = torch.tensor([[a, b, e] for a in (-1, 1) for b in (-1, 1) for e in (-1, 1)], dtype=torch.float64)
+        corners = pc + (cube * voxel / 2) @ R
+        uc, vc = round(float(pc[0] / pc[2] * K_[0, 0] + K_[0, 2])), round(float(pc[1] / pc[2] * K_[1, 1] + K_[1, 2]))
+        if not (pc[2] > near and (corners[:, 2] > near).all() and 0 <= uc < W and 0 <= vc < H):
+            out.append(False)
+            continue
+        with np.errstate(divide="ignore"):
+            t1, t2 = (rel - voxel / 2) / ray_w, (rel + voxel / 2) / ray_w
+        t_in, t_out = torch.minimum(t1, t2).amax(1), torch.maximum(t1, t2).amin(1)
+        meets = t_in <= t_out
+        through = vouched.reshape(-1) > t_out
+        out.append(bool(meets[vc * W + uc]) and bool((through | ~meets).all()))
+    return torch.tensor(out)
+
+
+def test_free_voxels_equal_every_pixel_ray_tested_and_the_shortcut_changes_nothing():
+    rng = np.random.default_rng(4)
+    agree = total = n_free = 0
+    for trial in range(6):
+        T = np.eye(4)
+        T[:3, :3] = random_rotation(rng)
+        T[:3, 3] = rng.uniform(-1, 1, 3)
+        depth = random_depth(rng)
+        cam = np.concatenate([(rng.uniform(0, W, (400, 1)) - K[0, 2]) / F, (rng.uniform(0, H, (400, 1)) - K[1, 2]) / F,
+                              np.ones((400, 1))], 1) * rng.uniform(0.3, 8.0, (400, 1))
+        centres = torch.from_numpy(cam @ T[:3, :3].T + T[:3, 3])  # anywhere in the view, 0.3-8 m deep
+        min_depth, max_depth = (0.0, math.inf) if trial % 2 else (0.5, 6.0)
+        kw = {"min_depth": min_depth, "max_depth": max_depth, "max_rays": 10_000}
+        got = free_voxels(centres, depth, K, T, 0.05, **kw)
+        assert torch.equal(got, free_voxels(centres, depth, K, T, 0.05, shortcut=True, **kw))
+        assert torch.equal(got, free_voxels(centres, depth, K, T, 0.05, shortcut=False, chunk=37, pair_chunk=999, **kw))
+        ref = brute_force_free(centres, depth, K, T, 0.05, min_depth, max_depth)
+        agree += int((got == ref).sum())
+        total += len(ref)
+        n_free += int(ref.sum())
+    assert 0.2 * total < n_free < 0.8 * total  # not vacuous: both verdicts are common
+    assert agree >= total - 2, (agree, total)  # float32 vs float64 at a cube's very edge, at most
 
 
 def wall_with_box(box: bool) -> np.ndarray:
