@@ -3,8 +3,8 @@ loses, and what a frame costs.
 
 Every design decides, per frame, which map voxels in the frustum's box the depth image sees through; all
 run through the real ``VoxelMap.integrate_frame`` on the same exact ray-cast frames
-(``radseg_core.datasets.change_scene``), one-hot label features, 5 cm voxels, the node's depth limits
-(0.1-5 m), ``free_space_decay`` 0.5 (hits kept per frame that sees through: floor(h/2); removed at 0):
+(``radseg_core.datasets.change_scene``), one-hot label features, 5 cm voxels, depth 0.1-8 m (the node's
+minimum; the whole room), ``free_space_decay`` 0.5 with each design's evidence as stated:
 
 * ``today``: voxel centre in front of the *minimum* depth over a window >= 2 voxel footprints, margin
   2 voxels + 2 % (:func:`free_voxels_window`, the rule before issue #22); hits decay, removed at 0.
@@ -16,10 +16,13 @@ run through the real ``VoxelMap.integrate_frame`` on the same exact ray-cast fra
 * ``rayfronts``: RayFronts ``SemanticOccVDBMap`` defaults: centre pixel, occupied when ``|z - d| < voxel``
   (``occ_thickness`` 2), free when ``z < d - voxel``; per-voxel int8 log-odds, +4 occupied / -1 free,
   clamped to [-3, 5]; voxels updated this frame at <= 0 are pruned (hits play no part).
-* ``rays``: the design chosen (``free_space.free_voxels``): a pixel grid over the voxel cube's projected
-  rectangle; every pixel ray that meets the cube must land beyond where it leaves it by a clearance of
-  half a voxel measured perpendicular to the surface it lands on (``/ sin(incidence)`` along the ray),
-  plus 1 % depth noise; one ray landing inside, in front, on unknown depth or too close keeps the voxel.
+* ``rays-hits``: the chosen per-ray rule (below) with the evidence before #22 (hits halved, removed at 0).
+* ``rays``: the design chosen (``free_space.free_voxels`` + ``VoxelMap``'s frame counter): every pixel
+  ray that meets the voxel's cube (its projected rectangle) must land beyond where it leaves the cube by a
+  clearance perpendicular to the surface it lands on, max(voxel/4, one pixel footprint) (``/ sin(incidence)``
+  along the ray), plus 1 % depth noise, and no further than its 8 neighbours; one ray landing inside, in
+  front, on unknown depth or too close keeps the voxel. Evidence counts frames: a frame seeing through a
+  voxel keeps floor(n / 2) of the n frames that hit it; removed at 0.
 
 Scenes (an 8 x 6 x 3 m room; the object is a box ``L`` wide, 0.5 m in front of the far wall):
 
@@ -30,8 +33,11 @@ Scenes (an 8 x 6 x 3 m room; the object is a box ``L`` wide, 0.5 m in front of t
 * static: grazing floor (camera 0.5 m, pitch 0-8 deg), grazing walls (0.3 m from a wall, looking along
   it), thin table top and chair back seen from above, then edge-on (table height, chair back plane), the
   furnished SyntheticRoom orbit; loss and label changes against the plain map of the same frames.
+* static with noise: the same with depth times (1 + N(0, 0.5 %)) per pixel, rounded to mm (as 16UC1).
 * dynamic: a person-sized box (0.4 x 0.3 x 1.7 m) walking across the view, then gone; a removed object
   seen only from new poses (another side, another height).
+* follow (issue item 2): the floor layer under a removed object, with the chosen design, against the hit
+  cap ``max_hits``: object-labelled floor-layer voxels left and ``query_map`` candidates where it stood.
 
 Cost: CPU ms of ``_clear_free_space`` per frame (1 torch thread), median over the run's frames.
 
@@ -263,10 +269,15 @@ class Seq:
     frames: list  # (Frame, one-hot) pairs
 
 
-def render(scene: SyntheticRoom, poses) -> list:
+def render(scene: SyntheticRoom, poses, noise: float = 0.0, seed: int = 0) -> list:
+    """(frame, one-hot) per pose; ``noise`` > 0: depth times (1 + N(0, noise)) per pixel, in whole mm (16UC1)."""
     out = []
+    rng = np.random.default_rng(seed)
     for T in poses:
         f, lab = view(scene, T)
+        if noise > 0:
+            f.depth = (np.round(f.depth * (1.0 + noise * rng.standard_normal(f.depth.shape)) * 1000) / 1000).astype(
+                np.float32)
         out.append((f, one_hot(lab, N_CLASSES)))
     return out
 
@@ -422,15 +433,15 @@ def empty_fov(scene: SyntheticRoom) -> float:
     return 2.0 * math.degrees(math.atan((scene.hw[1] / 2) / scene.K[0, 0]))
 
 
-def run_static(designs, hw, quick) -> list[dict]:
+def run_static(designs, hw, quick, noise: float = 0.0) -> list[dict]:
     rows = []
     for name_s, (scene, poses) in static_scenes(hw, quick).items():
-        frames = render(scene, poses)
+        frames = render(scene, poses, noise)
         plain = build(None, frames)
         thin = None
         for name in designs:
             vm = build(DESIGNS[name], frames)
-            r = {"design": name, "scene": name_s, **static_loss(vm, plain),
+            r = {"design": name, "scene": name_s, "depth_noise": noise, **static_loss(vm, plain),
                  "clear_ms": statistics.median(vm.clear_ms) if vm.clear_ms else 0.0}
             if "table" in name_s:
                 thin = thin or {k for k, lab in labels_by_key(plain).items() if ROOM_CLASSES[lab] in ("table", "chair")}
@@ -448,9 +459,9 @@ def run_dynamic(designs, hw, quick) -> list[dict]:
     rows = []
     n = 12 if quick else 24
     obj = ROOM_CLASSES.index(OBJ)
-    # a person walking across in front of the far wall, camera 3 m away at 1.2 m, panning a little
-    cam = [look_at([3.5, 3.0 + 0.02 * i, 1.2], [7.0, 3.0 - 0.01 * i, 0.8]) for i in range(n + 8)]
-    scenes = [room([Box(OBJ, (6.0, 1.5 + 3.0 * i / n, 0.0), (6.3, 1.9 + 3.0 * i / n, 1.7))], size=SIZE, hw=hw)
+    # a person walking across in front of the far wall, 3 m from a camera at 1.2 m (its whole walk in view)
+    cam = [look_at([3.0, 3.0 + 0.01 * (i % 3), 1.2], [7.0, 3.0, 0.8]) for i in range(n + 8)]
+    scenes = [room([Box(OBJ, (6.0, 1.4 + 3.2 * i / n, 0.0), (6.3, 1.8 + 3.2 * i / n, 1.7))], size=SIZE, hw=hw)
               for i in range(n)]
     frames = [render(s, [T])[0] for s, T in zip(scenes, cam[:n], strict=True)]
     frames += render(room([], size=SIZE, hw=hw), cam[n:])
@@ -462,12 +473,13 @@ def run_dynamic(designs, hw, quick) -> list[dict]:
     plain_new = build(None, fb)
     for name in designs:
         vm = build(DESIGNS[name], frames)
-        left = int((vm.labels() == obj).sum())
-        r = {"design": name, "scene": "person walking through", "person_left": left,
+        z = vm.voxel_indices()[:, 2]
+        left, floor_layer = int(((vm.labels() == obj) & (z >= 1)).sum()), int(((vm.labels() == obj) & (z <= 0)).sum())
+        r = {"design": name, "scene": "person walking through", "person_left": left, "person_floor_layer": floor_layer,
              **static_loss(vm, plain_static), "clear_ms": statistics.median(vm.clear_ms)}
         rows.append(r)
-        print(f"{name:>10} person walking through: person voxels left {left:4d}  static lost {r['lost']}/"
-              f"{r['static_voxels']} ({r['loss_pct']:.3f} %)", flush=True)
+        print(f"{name:>10} person walking through: person voxels left above the floor layer {left:4d} (in it "
+              f"{floor_layer})  static lost {r['lost']}/{r['static_voxels']} ({r['loss_pct']:.3f} %)", flush=True)
         vm = build(DESIGNS[name], fa)
         z = vm.voxel_indices()[:, 2]
         is_obj = vm.labels() == obj
@@ -481,6 +493,36 @@ def run_dynamic(designs, hw, quick) -> list[dict]:
     return rows
 
 
+def run_follow(hw, caps) -> list[dict]:
+    """Issue item 2, the floor layer under a removed object, with the map's own clearing (``rays``): object
+    voxels left in the floor layer after 16 frames without it, and ``query_map`` candidates for the
+    object's class where it stood, for each hit cap ``max_hits`` (None: no cap)."""
+    from radseg_core.query import query_map
+
+    rows = []
+    obj = ROOM_CLASSES.index(OBJ)
+    box = object_box(0.5)
+    lo, hi = np.array(box.lo) - 0.05, np.array(box.hi) + 0.05
+    for h in (0.55, 1.2):
+        poses = removal_poses(box, 2.0, h, 16)
+        fa, fb = render(room([box], size=SIZE, hw=hw), poses), render(room([], size=SIZE, hw=hw), poses)
+        for cap in caps:
+            vm = DesignMap(DESIGNS["rays"], mode="probabilities", dim=N_CLASSES, max_hits=cap)
+            vm.metadata["classes"] = list(ROOM_CLASSES)
+            for f, oh in fa + fb:
+                vm.integrate_frame(f, oh, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+            z = vm.voxel_indices()[:, 2]
+            cands = [c for c in query_map(vm, [OBJ]).candidates if np.all((c.centroid > lo) & (c.centroid < hi))]
+            r = {"height": h, "max_hits": cap, "floor_layer_still_object": int(((vm.labels() == obj) & (z <= 0)).sum()),
+                 "above_floor_object": int(((vm.labels() == obj) & (z >= 1)).sum()),
+                 "candidates_where_it_stood": len(cands), "candidate_voxels": sum(c.voxels for c in cands)}
+            rows.append(r)
+            print(f"h={h:.2f} max_hits={cap!s:>5}: floor-layer object voxels {r['floor_layer_still_object']:3d}, "
+                  f"above {r['above_floor_object']}, candidates where it stood {r['candidates_where_it_stood']} "
+                  f"({r['candidate_voxels']} voxels)", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS))
@@ -488,8 +530,9 @@ def main() -> None:
     ap.add_argument("--heights", type=float, nargs="+", default=[0.5, 1.0, 1.5])
     ap.add_argument("--distances", type=float, nargs="+", default=[1.0, 2.5, 4.0])
     ap.add_argument("--sizes", type=float, nargs="+", default=[0.2, 0.5, 1.0])
-    parts = ["removal", "static", "dynamic"]
+    parts = ["removal", "static", "noisy", "dynamic", "follow"]
     ap.add_argument("--only", choices=parts, nargs="+", default=parts)
+    ap.add_argument("--noise", type=float, default=0.005, help="relative depth noise of the noisy static run")
     ap.add_argument("--quick", action="store_true", help="fewer scenes and frames (smoke run)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
@@ -506,9 +549,16 @@ def main() -> None:
     if "static" in a.only:
         print("\n## static scenes: voxels lost against the plain map of the same frames (target <= 0.5 %)")
         result["static"] = run_static(a.designs, hw, a.quick)
+    if "noisy" in a.only:
+        print(f"\n## static scenes, depth with {100 * a.noise:.1f} % Gaussian noise in whole mm (today vs rays): "
+              "lost voxels include noise specks rightly cleared; holes do not")
+        result["static_noisy"] = run_static([d for d in ("today", "rays") if d in a.designs], hw, a.quick, a.noise)
     if "dynamic" in a.only:
         print("\n## dynamic scenes")
         result["dynamic"] = run_dynamic(a.designs, hw, a.quick)
+    if "follow" in a.only:
+        print("\n## floor layer under the removed 0.5 m box (2 m away) vs the hit cap max_hits, design 'rays'")
+        result["follow"] = run_follow(hw, [None, 1000, 300, 100, 50, 20])
     result["wall_s"] = time.time() - t0
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))

@@ -2,26 +2,29 @@
 
 A voxel is seen through when every pixel ray that meets its cube passes it and lands well beyond it:
 
-* The rays are those of every pixel of the cube's projected rectangle (a strided grid of at most
-  ``max_rays`` per side for cubes very close to the camera); each meets the (world-axis-aligned) cube
-  over an exact optical-depth interval ``[t_in, t_out]`` (slab test). Rays that miss it say nothing.
-* A ray vouches for free space up to ``d - margin``: its measured depth ``d`` (clamped to ``max_depth``)
-  minus ``clearance * voxel_size / 2`` *measured perpendicular to the surface it lands on* (so divided by
-  the sine of the incidence angle along the ray, from the depth image's own normals) plus ``noise * d``.
-  It sees through the cube when ``t_out`` is below that. So a cube that a surface crosses or touches can
-  never pass (some ray lands inside it, in front of it, or within the clearance just behind it, however
-  grazing the view), while a cube a voxel or more above a floor passes from any height: the rule looks
-  along each ray, not at the nearest depth anywhere near the voxel (the rule before issue #22 took the
-  minimum depth over a window twice the voxel's footprint; near a floor seen at a low angle that minimum
-  is the floor just below, so a removed object's bottom 10-20 cm never cleared).
-* Unknown depth (0, NaN, inf), a pixel without a known neighbour (no normal), a cube not wholly inside the
-  image or reaching in front of ``min_depth``: not seen through (unknown is not free).
+* The rays are those of the pixels of the cube's projected rectangle, clipped to the image (a strided
+  grid of at most ``max_rays`` per side for cubes very close to the camera); each meets the
+  (world-axis-aligned) cube over an exact optical-depth interval ``[t_in, t_out]`` (slab test). Rays that
+  miss it say nothing; the ray of the cube's centre pixel must meet it.
+* A ray vouches for free space up to its measured depth ``d`` (clamped to ``max_depth``) less ``noise * d``
+  and less a clearance *perpendicular to the surface it lands on*, ``max(clearance * voxel_size / 2, pixels
+  pixel footprints at d)``, so divided by the sine of the incidence angle along the ray (normals from the
+  depth image itself, :func:`incidence_sine`); and no further than its 8 neighbours do (a surface that the
+  ray just misses, such as the other wall of a corner, is seen by a neighbour).
+* The cube is seen through when every ray meeting it is vouched for beyond ``t_out``. So a cube that a
+  surface crosses or touches never passes (some ray lands inside it, in front of it, or within the
+  clearance behind it, however grazing the view), while a cube a voxel above a floor passes from any
+  height: the rule looks along each ray. The rule before issue #22 took the minimum depth over a window
+  twice the voxel's footprint; near a floor seen at a low angle that minimum is the floor just below, so a
+  removed object's bottom 10-20 cm never cleared.
+* Unknown depth (0, NaN, inf), a pixel without a known neighbour (no normal), the centre pixel outside the
+  image, a corner in front of ``min_depth``: not seen through (unknown is not free).
 
 Cost: only voxels in the frustum's box are tested (:func:`frustum_voxel_box`, found in the map's key
-index), so a frame costs O(voxels near the camera) plus two passes over the image (normals, a min-pool
-pyramid of the vouched depth). Per voxel, the centre ray decides most cases: if it lands in or before the
-cube, the voxel stays; if the minimum vouched depth over a window holding the whole rectangle lies beyond
-the cube's far corner, every ray sees through it. Only the rest (near surfaces) cast the ray grid.
+index), so a frame costs O(voxels near the camera) plus passes over the image (normals, vouched depth).
+Per voxel, the centre ray decides most cases (landing in, before or just behind the cube keeps it); a
+min-pool pyramid of the vouched depth, built where it pays, clears voxels far in front of everything at
+once; only the rest, near surfaces, cast all their rays.
 """
 
 from __future__ import annotations
@@ -195,9 +198,9 @@ def free_voxels(
     *,
     min_depth: float = 0.0,
     max_depth: float = float("inf"),
-    clearance: float = 1.0,
+    clearance: float = 0.5,
     noise: float = 0.01,
-    pixels: float = 1.5,
+    pixels: float = 1.0,
     max_rays: int = 32,
     shortcut: bool | None = None,
     chunk: int = 1 << 15,
@@ -205,8 +208,9 @@ def free_voxels(
 ) -> torch.Tensor:
     """(N,) bool: voxels (centres in the world frame, float64 for far origins) ``depth`` sees through.
 
-    See the module docstring. ``clearance`` is in half voxels, perpendicular to the surface a ray lands
-    on; ``noise`` a fraction of the measured depth; the ray grid is every pixel of the cube's rectangle,
+    See the module docstring. ``clearance`` is in half voxels and ``pixels`` in pixel footprints, both
+    perpendicular to the surface a ray lands on; ``noise`` a fraction of the measured depth (the defaults
+    are those measured in benchmarks/free_space_designs.py); the ray grid is every pixel of the rectangle,
     with a stride where it is wider or taller than ``max_rays`` pixels (cubes closer than
     ``f * voxel_size / max_rays``: 0.8 m at f = 525 px). ``shortcut`` forces the min-pool window test on or
     off (None: where it pays); the result is the same.
@@ -222,6 +226,8 @@ def free_voxels(
     half = voxel_size / 2
     vouched = vouched_depth(depth, K, voxel_size, clearance=clearance, noise=noise, pixels=pixels,
                             max_depth=max_depth)
+    for dim in (0, 1):  # a ray vouches no further than its 8 neighbours
+        vouched = torch.minimum(vouched, torch.minimum(_shift(vouched, 1, dim), _shift(vouched, -1, dim)))
     pyramid = None  # built on first need (below)
     radii = torch.tensor(_RADII, dtype=torch.float32, device=dev)
     corners = (_CORNERS.to(dev) * half) @ R  # the cube's corner offsets in the camera frame

@@ -79,8 +79,10 @@ def test_incidence_sine_and_vouched_depth_of_planes_by_hand():
 
 
 def brute_force_free(centres, depth, K_, T, voxel, min_depth, max_depth):
-    """The rule of ``free_voxels`` from its definition: every pixel of the image, float64 slab tests."""
-    vouched = vouched_depth(depth, K_, voxel, clearance=1.0, noise=0.01, pixels=1.5, max_depth=max_depth).double()
+    """The rule of ``free_voxels`` from its definition: every pixel of the image, float64 slab tests, each
+    pixel vouching no further than its 8 neighbours (a 3 x 3 minimum, outside the image neutral)."""
+    vouched = vouched_depth(depth, K_, voxel, clearance=0.5, noise=0.01, pixels=1.0, max_depth=max_depth).double()
+    vouched = -torch.nn.functional.max_pool2d(-vouched[None, None], 3, stride=1, padding=1)[0, 0]
     v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
     ray = torch.stack([(u - K_[0, 2]) / K_[0, 0], (v - K_[1, 2]) / K_[1, 1], torch.ones_like(u)], -1).reshape(-1, 3)
     R, o = torch.from_numpy(T[:3, :3]), torch.from_numpy(T[:3, 3])
