@@ -33,7 +33,8 @@ Scenes (an 8 x 6 x 3 m room; the object is a box ``L`` wide, 0.5 m in front of t
 * static: grazing floor (camera 0.5 m, pitch 0-8 deg), grazing walls (0.3 m from a wall, looking along
   it), thin table top and chair back seen from above, then edge-on (table height, chair back plane), the
   furnished SyntheticRoom orbit; loss and label changes against the plain map of the same frames.
-* static with noise: the same with depth times (1 + N(0, 0.5 %)) per pixel, rounded to mm (as 16UC1).
+* with noise: the static scenes with depth times (1 + N(0, 0.5 %)) per pixel, rounded to mm (as 16UC1);
+  four removal scenes with 0.5 % and 1 %.
 * dynamic: a person-sized box (0.4 x 0.3 x 1.7 m) walking across the view, then gone; a removed object
   seen only from new poses (another side, another height).
 * follow (issue item 2): the floor layer under a removed object, with the chosen design, against the hit
@@ -347,36 +348,37 @@ def removal_metrics(vm: DesignMap, after_a: tuple[set, set], plain_b: VoxelMap) 
     return out
 
 
-def run_removal(designs, heights, distances, sizes, hw, n) -> list[dict]:
+def run_removal(designs, heights, distances, sizes, hw, n, noise: float = 0.0, cases=None) -> list[dict]:
+    """Every (size, height, distance) of the grid, or only ``cases``; ``noise``: relative depth noise."""
     rows = []
     obj = ROOM_CLASSES.index(OBJ)
-    for L in sizes:
+    cases = cases or [(L, h, d) for L in sizes for h in heights for d in distances]
+    for L in dict.fromkeys(c[0] for c in cases):
         box = object_box(L)
         with_obj, without = room([box], size=SIZE, hw=hw), room([], size=SIZE, hw=hw)
-        for h in heights:
-            for dist in distances:
-                poses = removal_poses(box, dist, h, n)
-                fa, fb = render(with_obj, poses), render(without, poses)
-                plain_b = build(None, fb)
-                for name in designs:
-                    vm = DesignMap(DESIGNS[name], mode="probabilities", dim=N_CLASSES)
-                    for f, oh in fa:
-                        vm.integrate_frame(f, oh, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
-                    z = vm.voxel_indices()[:, 2]
-                    is_obj = vm.labels() == obj
-                    after_a = (key_set(vm, is_obj & (z >= 1)), key_set(vm, is_obj & (z <= 0)))
-                    for f, oh in fb:
-                        vm.integrate_frame(f, oh, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
-                    r = {"design": name, "size": L, "height": h, "distance": dist,
-                         **removal_metrics(vm, after_a, plain_b),
-                         "clear_ms": statistics.median(vm.clear_ms) if vm.clear_ms else 0.0}
-                    rows.append(r)
-                    print(f"{name:>10} L={L:.1f} h={h:.2f} d={dist:.1f}  stump {r['stump']:4d}/{r['object_voxels']:4d} "
-                          f"({r['stump_pct']:5.1f} %, top {r['stump_top_cm']:4.1f} cm)  floor-layer object "
-                          f"{r['floor_layer_still_object']:3d}/{r['floor_layer_object']:3d}  static loss "
-                          f"{r['lost']:4d}/{r['static_voxels']} ({r['loss_pct']:.2f} %, holes {r['holes']})  "
-                          f"{r['clear_ms']:6.1f} ms",
-                          flush=True)
+        for h, dist in [(c[1], c[2]) for c in cases if c[0] == L]:
+            poses = removal_poses(box, dist, h, n)
+            fa, fb = render(with_obj, poses, noise, 1), render(without, poses, noise, 2)
+            plain_b = build(None, fb)
+            for name in designs:
+                vm = DesignMap(DESIGNS[name], mode="probabilities", dim=N_CLASSES)
+                for f, oh in fa:
+                    vm.integrate_frame(f, oh, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+                z = vm.voxel_indices()[:, 2]
+                is_obj = vm.labels() == obj
+                after_a = (key_set(vm, is_obj & (z >= 1)), key_set(vm, is_obj & (z <= 0)))
+                for f, oh in fb:
+                    vm.integrate_frame(f, oh, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+                r = {"design": name, "size": L, "height": h, "distance": dist, "depth_noise": noise,
+                     **removal_metrics(vm, after_a, plain_b),
+                     "clear_ms": statistics.median(vm.clear_ms) if vm.clear_ms else 0.0}
+                rows.append(r)
+                print(f"{name:>10} L={L:.1f} h={h:.2f} d={dist:.1f}  stump {r['stump']:4d}/{r['object_voxels']:4d} "
+                      f"({r['stump_pct']:5.1f} %, top {r['stump_top_cm']:4.1f} cm)  floor-layer object "
+                      f"{r['floor_layer_still_object']:3d}/{r['floor_layer_object']:3d}  static loss "
+                      f"{r['lost']:4d}/{r['static_voxels']} ({r['loss_pct']:.2f} %, holes {r['holes']})  "
+                      f"{r['clear_ms']:6.1f} ms",
+                      flush=True)
     return rows
 
 
@@ -552,7 +554,12 @@ def main() -> None:
     if "noisy" in a.only:
         print(f"\n## static scenes, depth with {100 * a.noise:.1f} % Gaussian noise in whole mm (today vs rays): "
               "lost voxels include noise specks rightly cleared; holes do not")
-        result["static_noisy"] = run_static([d for d in ("today", "rays") if d in a.designs], hw, a.quick, a.noise)
+        pair = [d for d in ("today", "rays") if d in a.designs]
+        result["static_noisy"] = run_static(pair, hw, a.quick, a.noise)
+        print("\n## removal with depth noise (0.5 % and 1 %), four of the scenes")
+        cases = [(0.5, 0.55, 2.0), (0.5, 1.2, 2.0), (0.2, 1.5, 4.0), (0.5, 0.5, 4.0)]
+        result["removal_noisy"] = [row for nz in (0.005, 0.01)
+                                   for row in run_removal(pair, [], [], [], hw, 16, nz, cases)]
     if "dynamic" in a.only:
         print("\n## dynamic scenes")
         result["dynamic"] = run_dynamic(a.designs, hw, a.quick)

@@ -18,6 +18,9 @@ from radseg_core.datasets.synthetic_room import ROOM_CLASSES, Box
 from radseg_core.query import query_map
 from radseg_core.voxel_map import VoxelMap, pack_keys, unpack_keys
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 HW = (240, 320)
 SIZE = (8.0, 6.0, 3.0)
 DEPTH = {"min_depth": 0.1, "max_depth": 8.0}

@@ -13,6 +13,8 @@ from radseg_core.slot_store import SlotStore
 from radseg_core.types import Frame
 from radseg_core.voxel_map import VoxelMap
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(autouse=True, params=["chunks-default", "chunks-tiny"])
 def _chunking(request, monkeypatch):
