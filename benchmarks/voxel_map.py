@@ -421,7 +421,7 @@ def full_scan_clear(vm: VoxelMap, depth: torch.Tensor, K_: np.ndarray, T: np.nda
     keys = vm.keys()
     hit = torch.isin(keys, hit_keys)
     at = vm._store.locate(torch.nonzero(hit, as_tuple=True)[0])
-    vm._store.scatter("hit_frames", at, (vm._store.gather("hit_frames", at) + 1).clamp_max(127))
+    vm._store.scatter("hit_frames", at, (vm._store.gather("hit_frames", at).int() + 1).clamp_max(127).to(torch.int8))
     free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, max_depth=max_depth)
     vm._decay_seen_through(torch.nonzero(free & ~hit, as_tuple=True)[0])
 

@@ -486,7 +486,8 @@ class VoxelMap:
         if hit_keys.numel():
             hit = hit_keys[torch.searchsorted(hit_keys, keys).clamp_max(hit_keys.numel() - 1)] == keys
         at = self._store.locate(slots[hit].long())
-        self._store.scatter("hit_frames", at, (self._store.gather("hit_frames", at) + 1).clamp_max(127))
+        frames = (self._store.gather("hit_frames", at).int() + 1).clamp_max(127)  # int8 would wrap at 127
+        self._store.scatter("hit_frames", at, frames.to(torch.int8))
         rest = ~hit
         free = free_voxels(
             self._centers_of(keys[rest]), depth, K, T, self.voxel_size, min_depth=min_depth, max_depth=max_depth

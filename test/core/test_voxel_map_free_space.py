@@ -156,6 +156,24 @@ def test_object_present_early_then_removed_is_gone():
     assert wall <= set(map(tuple, vm.voxel_indices().tolist()))  # the wall behind the box is all there
 
 
+def test_a_voxel_goes_after_as_many_frames_as_halve_the_frames_that_hit_it():
+    """Frames, not points: 1 hit frame -> 1 frame seeing through, 2-3 -> 2, 16 -> 5; the count saturates
+    at 128 (8 frames), however many points or frames came before."""
+    depth = torch.full((H, W), 3.0)
+    for hit_frames, expected in ((1, 1), (3, 2), (16, 5), (127, 7), (128, 8), (300, 8)):
+        vm = VoxelMap(dim=1, dtype=torch.float32, free_space_decay=0.5)
+        vm.integrate_points(torch.tensor([[0.025, 0.025, 1.025]] * 1000), torch.zeros(1000, 1))  # 1000 points
+        key = vm.keys()
+        for _ in range(hit_frames - 1):  # integrate_points counts as the first frame
+            vm._clear_free_space(depth, K, np.eye(4), key, 0.0, math.inf)
+        assert len(vm) == 1 and int(vm.hits()[0]) == 1000
+        frames = 0
+        while len(vm):
+            vm._clear_free_space(depth, K, np.eye(4), torch.empty(0, dtype=torch.int64), 0.0, math.inf)
+            frames += 1
+        assert frames == expected, (hit_frames, frames)
+
+
 def floor_depth(pitch: float, height: float = 0.3) -> np.ndarray:
     """Analytic depth of a floor ``height`` below the camera (optical y down), pitched down by ``pitch``."""
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
