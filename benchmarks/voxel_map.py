@@ -21,9 +21,10 @@ Measured side by side in one run (ratios are what matter; state the machine):
   option: fp16 round-to-nearest (before), stochastic rounding, fp32 accumulation flushed to fp16
   every F updates, compensated two-term working set (VoxelMap default), fp32 storage.
 * Key-index cost per frame vs map size (100k and 2M voxels): integrate 20k points (5k new voxels).
-* Free-space clearing cost per 640x480 frame at each checkpoint (full scan of the map), and at 100k
-  and 1M voxels full scan vs frustum pre-filter (the map's path) for voxels all in the frustum's box
-  (worst case) and spread over 100 m x 100 m (robot case).
+* Free-space clearing cost per 640x480 frame at each checkpoint (every voxel tested), and at 100k and 1M
+  voxels the map's path (frustum pre-filter) vs testing every voxel vs the path before issue #22 (window
+  rule, ``free_space_designs.clear_before_22``) for voxels all in the frustum's box (worst case) and
+  spread over 100 m x 100 m (robot case).
 
 Usage: ``python benchmarks/voxel_map.py [--frames 500] [--out results.json]``; ``--quick`` for a
 smoke run. Default run: ~6 min wall on a 2-core CPU shared with other jobs
@@ -46,6 +47,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from free_space_designs import clear_before_22, free_voxels_window  # noqa: E402  (this script's folder)
 
 from radseg_core.free_space import free_voxels, frustum_voxel_box  # noqa: E402
 from radseg_core.geometry import backproject_depth, optical_from_body_pose, transform_points  # noqa: E402
@@ -414,17 +417,22 @@ def bench_index(sizes: list[int], repeats: int = 40, n_points: int = 20_000, n_n
 
 def full_scan_clear(vm: VoxelMap, depth: torch.Tensor, K_: np.ndarray, T: np.ndarray, hit_keys: torch.Tensor,
                     max_depth: float) -> None:
-    """``VoxelMap._clear_free_space`` before the frustum pre-filter: every voxel projected (reference)."""
+    """``VoxelMap._clear_free_space`` without the frustum pre-filter: every voxel tested (reference)."""
+    keys = vm.keys()
+    hit = torch.isin(keys, hit_keys)
+    at = vm._store.locate(torch.nonzero(hit, as_tuple=True)[0])
+    vm._store.scatter("hit_frames", at, (vm._store.gather("hit_frames", at).int() + 1).clamp_max(127).to(torch.int8))
     free = free_voxels(vm.centers(torch.float64), depth, K_, T, vm.voxel_size, max_depth=max_depth)
-    idx = torch.nonzero(free, as_tuple=True)[0]
-    vm._decay_seen_through(idx[~torch.isin(vm.keys()[idx], hit_keys)])
+    vm._decay_seen_through(torch.nonzero(free & ~hit, as_tuple=True)[0])
 
 
 def bench_clearing_at(n: int, scene: str, repeats: int = 3) -> dict:
-    """Free-space clearing of one 640x480 corridor frame against an n-voxel map, full scan vs frustum
-    pre-filter, same map both ways. ``scene="frustum"``: every voxel inside the frustum's box (worst
-    case: nothing filtered out); ``"spread"``: voxels over 100 m x 100 m x 3 m around the camera (a
-    robot in a big map). Hits start at 2^20 so repeats decay but never remove (the maps stay equal)."""
+    """Free-space clearing of one 640x480 corridor frame against an n-voxel map: the map's path (frustum
+    pre-filter, per-ray rule of issue #22) vs the same rule testing every voxel (same maps, same result)
+    and vs the map's path before #22 (pre-filter, window-minimum rule, hits decay). ``scene="frustum"``:
+    every voxel inside the frustum's box (worst case: nothing filtered out); ``"spread"``: voxels over
+    100 m x 100 m x 3 m around the camera (a robot in a big map). Hits start at 2^20 (and frames at 128)
+    so repeats decay but never remove (the maps stay comparable)."""
     gen = torch.Generator().manual_seed(3)
     frame, _ = render_frame(50, gen)
     depth = torch.from_numpy(frame.depth)
@@ -442,7 +450,7 @@ def bench_clearing_at(n: int, scene: str, repeats: int = 3) -> dict:
     ijk = torch.stack([cells // (ext[1] * ext[2]), cells // ext[2] % ext[1], cells % ext[2]], 1) + lo
     keys = pack_keys(ijk)
     maps = []
-    for _ in range(2):
+    for _ in range(3):
         vm = VoxelMap(voxel_size=VOXEL, dim=1, dtype=torch.float32, free_space_decay=0.5)
         vm._restore(keys, torch.zeros(n, 1), torch.zeros(n, 3), torch.full((n,), 1 << 20, dtype=torch.int32),
                     torch.zeros(n, dtype=torch.int32), 1)
@@ -450,18 +458,24 @@ def bench_clearing_at(n: int, scene: str, repeats: int = 3) -> dict:
     pts = transform_points(torch.from_numpy(frame.T_world_cam),
                            backproject_depth(depth, frame.K, max_depth=MAX_DEPTH)[0].double())
     hit_keys = torch.unique(maps[0]._point_keys(pts)[0])
-    pre, full = maps
-    times = {"full_scan_ms": [], "prefilter_ms": []}
+    pre, full, before = maps
+    args = (depth, frame.K, frame.T_world_cam, hit_keys)
+    times = {"full_scan_ms": [], "prefilter_ms": [], "before_22_ms": []}
     for _ in range(repeats):
-        t, _ = cpu_timed(full_scan_clear, full, depth, frame.K, frame.T_world_cam, hit_keys, MAX_DEPTH)
+        t, _ = cpu_timed(full_scan_clear, full, *args, MAX_DEPTH)
         times["full_scan_ms"].append(1e3 * t)
-        t, _ = cpu_timed(pre._clear_free_space, depth, frame.K, frame.T_world_cam, hit_keys, 0.0, MAX_DEPTH)
+        t, _ = cpu_timed(pre._clear_free_space, *args, 0.0, MAX_DEPTH)
         times["prefilter_ms"].append(1e3 * t)
+        t, _ = cpu_timed(clear_before_22, before, free_voxels_window, *args, 0.0, MAX_DEPTH)
+        times["before_22_ms"].append(1e3 * t)
     out = {"voxels": n, "scene": scene, **{k: float(np.median(v)) for k, v in times.items()}}
     out["ratio"] = out["full_scan_ms"] / out["prefilter_ms"]
+    out["vs_before_22"] = out["prefilter_ms"] / out["before_22_ms"]
     out["candidates"] = pre.last_clearing_candidates
     out["flagged"] = int((pre.hits() < 1 << 20).sum())
-    out["same_result"] = bool(torch.equal(pre.hits(), full.hits()))
+    out["flagged_before_22"] = int((before.hits() < 1 << 20).sum())
+    out["same_result"] = bool(torch.equal(pre.hits(), full.hits())) and bool(
+        torch.equal(pre._store.cat("hit_frames"), full._store.cat("hit_frames")))
     return out
 
 
@@ -503,14 +517,17 @@ def bench_removal(n: int, removed: int = 200, repeats: int = 5) -> dict:
 
 
 def run_clearing(sizes: list[int], repeats: int) -> list[dict]:
-    print("\n## free-space clearing, one 640x480 frame (CPU ms, median): full scan vs frustum pre-filter")
-    print(f"{'scene':>8} {'voxels':>9} {'full':>9} {'prefilter':>9} {'ratio':>7} {'projected':>9} {'flagged':>8} same")
+    print("\n## free-space clearing, one 640x480 frame (CPU ms, median): per-ray rule (#22) with the frustum "
+          "pre-filter, the same without it, and the window rule before #22 (pre-filter)")
+    print(f"{'scene':>8} {'voxels':>9} {'full':>9} {'prefilter':>9} {'ratio':>7} {'before#22':>9} {'new/old':>7} "
+          f"{'projected':>9} {'flagged':>8} {'old flag':>8} same")
     out = []
     for scene in ("frustum", "spread"):
         for n in sizes:
             c = bench_clearing_at(n, scene, repeats)
             print(f"{scene:>8} {n:9d} {c['full_scan_ms']:9.1f} {c['prefilter_ms']:9.1f} {c['ratio']:6.1f}x "
-                  f"{c['candidates']:9d} {c['flagged']:8d} {c['same_result']}", flush=True)
+                  f"{c['before_22_ms']:9.1f} {c['vs_before_22']:6.2f}x {c['candidates']:9d} {c['flagged']:8d} "
+                  f"{c['flagged_before_22']:8d} {c['same_result']}", flush=True)
             out.append(c)
     return out
 

@@ -69,7 +69,7 @@ class MapperConfig:
     storage_dtype: str = "float16"
     max_voxels: int | None = None
     max_hits: float | None = None
-    free_space_decay: float = 0.5  # hits kept per frame that sees through a voxel: floor(h * (1 - decay))
+    free_space_decay: float = 0.5  # per frame that sees through a voxel it keeps floor(n * (1 - decay)) of n hit frames
     residual_rows: int = 131072  # cap of the fp16 drift compensation working set (2 x recent view, in rows)
     voxel_grid: str = "floor"  # cell lattice: floor(p/s) or round(p/s) (RayFronts; the 3D evaluation)
     min_depth: float = 0.1

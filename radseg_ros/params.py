@@ -84,8 +84,9 @@ SPECS: dict[str, Spec] = {
                           "largest of the last 64 updates (a 640x480 view at 5 cm: ~70k rows, ~110 MB at 768-d; "
                           "rows of 2 x (feature dim + 3) + 16 bytes), at most this many; voxels of an update "
                           "beyond it round as plain fp16 and are counted in diagnostics (0 = off)", 0, 10_000_000),
-    "free_space_decay": Spec(0.5, "free-space clearing: a frame that sees through a voxel keeps "
-                             "floor(hits * (1 - this)); emptied voxels are removed (0 = never clear)",
+    "free_space_decay": Spec(0.5, "free-space clearing: a frame whose pixel rays all pass through a voxel keeps "
+                             "floor(n * (1 - this)) of the n frames that hit it (and as much of its hits); "
+                             "voxels left with none are removed (0 = never clear)",
                              0.0, 1.0, live=True),
     "min_depth": Spec(0.1, "depth below this (metres) is ignored", 0.0, 100.0, live=True),
     "max_depth": Spec(5.0, "depth beyond this (metres) is ignored", 0.0, 1000.0, live=True),

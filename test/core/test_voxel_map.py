@@ -352,7 +352,7 @@ def test_nbytes_accounts_for_chunks_index_and_working_set(monkeypatch):
     vm = VoxelMap(dim=768, dtype=torch.float16)
     vm.integrate_points(torch.rand(5000, 3) * 3, torch.randn(5000, 768))
     n, st = len(vm), vm.memory_stats()
-    row = 768 * 2 + 3 * 2 + 4 + 4  # values, colours, hits, last_seen: one slot in a chunk
+    row = 768 * 2 + 3 * 2 + 4 + 4 + 1  # values, colours, hits, last_seen, hit_frames: one slot in a chunk
     index = n * (8 + 4)  # sorted int64 keys + int32 slots (the only copy of the keys)
     working_set = st["working_set_rows"] * ((768 + 3) * 2 + 8 + 8)
     assert vm.nbytes() == st["chunks"] * st["chunk_rows"] * row + index + working_set
