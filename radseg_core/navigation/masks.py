@@ -58,7 +58,7 @@ def band_max(
     """(height, width): per column, the best score of any query (``scores`` (Q, N)) over its voxels whose
     centre z lies in ``z_band`` [low, high] (-inf where none)."""
     ijk = np.asarray(ijk, dtype=np.int64).reshape(-1, 3)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1, len(ijk))
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     z = voxel_center_z(ijk[:, 2], grid.voxel_size, grid.shift)
     keep = (z >= z_band[0]) & (z <= z_band[1])
     best = scores[:, keep].max(axis=0) if scores.shape[0] else np.full(int(keep.sum()), -np.inf)
