@@ -7,6 +7,7 @@ from geometry_msgs.msg import Point, Vector3
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from radseg_core.navigation.objects import MapObject
 from radseg_core.types import QueryResult
 from radseg_core.visual import label_palette, overlay_labels
 
@@ -37,5 +38,30 @@ def candidate_markers(result: QueryResult, header: Header) -> MarkerArray:
         text.scale.z = 0.12
         text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
         text.text = f"{result.queries[cand.query_index]} {cand.score:.2f}"
+        markers += [box, text]
+    return MarkerArray(markers=markers)
+
+
+def object_markers(objects: list[MapObject], names: list[str], header: Header) -> MarkerArray:
+    """A box and an "id label" text per object, marker ids = object ids (rviz keeps them in place across
+    calls); a DELETEALL first so objects that left the map disappear. Colour by label within ``names``."""
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    palette = label_palette(len(names) + 1)
+    for obj in objects:
+        idx = names.index(obj.label) + 1 if obj.label in names else 0
+        r, g, b = (palette[idx] / 255.0).tolist()
+        centre = Point(x=float(obj.centroid[0]), y=float(obj.centroid[1]), z=float(obj.centroid[2]))
+        box = Marker(header=header, ns="objects", id=int(obj.id), type=Marker.CUBE, action=Marker.ADD)
+        box.pose.position = centre
+        box.pose.orientation.w = 1.0
+        box.scale = Vector3(x=float(obj.extent[0]), y=float(obj.extent[1]), z=float(obj.extent[2]))
+        box.color = ColorRGBA(r=r, g=g, b=b, a=0.35)
+        text = Marker(header=header, ns="object_labels", id=int(obj.id), type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD)
+        text.pose.position = Point(x=centre.x, y=centre.y, z=centre.z + float(obj.extent[2]) / 2 + 0.1)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.12
+        text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        text.text = f"{obj.id} {obj.label}"
         markers += [box, text]
     return MarkerArray(markers=markers)

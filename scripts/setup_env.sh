@@ -117,9 +117,20 @@ if ! "$VENV/bin/python" -P -c "import tf2_msgs.msg" 2>/dev/null; then
     || { tail -30 "$LOGS/tf2_msgs.log" >&2; die "building tf2_msgs failed (log: ${LOGS#"$ROOT"/}/tf2_msgs.log)"; }
 fi
 
+# nav2_msgs (CostmapFilterInfo, read by Nav2's costmap filters) has no PyPI wheel either: the same way
+if ! "$VENV/bin/python" -P -c "import nav2_msgs.msg" 2>/dev/null; then
+  say "building nav2_msgs/CostmapFilterInfo (no wheel on PyPI)"
+  { AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces/nav2_msgs" \
+      -B "$BUILD-nav2_msgs" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DBUILD_TESTING=OFF && AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD-nav2_msgs" -j"$(nproc)" \
+      && (cd "$BUILD-nav2_msgs" && cmake --install .); } > "$LOGS/nav2_msgs.log" 2>&1 \
+    || { tail -30 "$LOGS/nav2_msgs.log" >&2; die "building nav2_msgs failed (log: ${LOGS#"$ROOT"/}/nav2_msgs.log)"; }
+fi
+
 "$VENV/bin/python" -P - <<'EOF' || die "the environment was built but does not import (see above)"
-from radseg_ros.srv import MapFile, TextQuery  # noqa: F401  generated service types
+from radseg_ros.srv import ListObjects, MapFile, QueryGoal, TextQuery  # noqa: F401  generated service types
 from tf2_msgs.msg import TFMessage  # noqa: F401  /tf type
+from nav2_msgs.msg import CostmapFilterInfo  # noqa: F401  Nav2 costmap filter info
 import radseg_core, rclpy  # noqa: F401,E401
 EOF
 echo "$fingerprint" > "$STAMP"
