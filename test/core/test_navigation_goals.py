@@ -7,10 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from nav_scenes import ROOM_CLASSES, VOXEL, empty_room_map, integrate_labelled, room, room_map, walled_in_furniture
 
 from radseg_core.navigation import Body, plan_goal, standing_space
 from radseg_core.navigation.grid import voxel_center_z
+from radseg_core.navigation.scenes import (
+    ROOM_CLASSES,
+    VOXEL,
+    empty_room_map,
+    integrate_labelled,
+    room,
+    room_map,
+    walled_in_furniture,
+)
 from radseg_core.navigation.standing import clearance_kernel
 from radseg_core.query import candidate_groups
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nav_scenes import ROOM_CLASSES, integrate_labelled, room
 
 from radseg_core.navigation import NavSettings, objects_for
 from radseg_core.navigation.objects import REGISTRY_KEY, decode_keys, encode_keys, find_objects, match_ids
+from radseg_core.navigation.scenes import ROOM_CLASSES, integrate_labelled, room
 from radseg_core.pipeline import MapperConfig, SemanticMapper
 
 SETTINGS = NavSettings(objects_min_voxels=10)

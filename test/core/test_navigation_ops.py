@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nav_scenes import ROOM_CLASSES, integrate_labelled, room
 from test_navigation_objects import mapper
 
 from radseg_core.navigation import NavSettings, goal_for, masks_for, plan_goal
 from radseg_core.navigation.grid import ColumnGrid
+from radseg_core.navigation.scenes import ROOM_CLASSES, integrate_labelled, room
 
 SETTINGS = NavSettings(speed_limit_percent=30)
 

@@ -7,7 +7,6 @@ true labels (one-hot probabilities: what a perfect encoder would give; random we
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -24,10 +23,8 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from radseg_core.map_io import load_map, save_map
+from radseg_core.navigation.scenes import ROOM_CLASSES, room, room_map, walled_in_furniture
 from radseg_ros.srv import ListObjects, MapFile, QueryGoal
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-from nav_scenes import ROOM_CLASSES, room, room_map, walled_in_furniture  # noqa: E402
 
 tf2_msgs = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is built by scripts/setup_env.sh")
 nav2_msgs = pytest.importorskip("nav2_msgs.msg", reason="nav2_msgs is built by scripts/setup_env.sh")

@@ -1,7 +1,8 @@
-"""Scenes for navigation tests: the synthetic room mapped from its exact labels (one-hot probabilities).
+"""The synthetic room mapped from its exact labels (one-hot probabilities), for tests, docs and benchmarks.
 
 With random weights a query is not semantic; a probabilities map built from the ground-truth labels is
-what a perfect encoder would give, so goals, masks and objects can be checked against the real layout.
+what a perfect encoder would give, so goals, masks and objects can be checked against the real layout
+and pictured honestly (the pictures say "mapped from ground-truth labels").
 """
 
 from __future__ import annotations
