@@ -111,9 +111,12 @@ def plan_goal(ijk: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor,
                                  f"(best {float(scores_t.max()):.3f})")
     ijk_np = ijk_t.numpy()
     pad = int(math.ceil((standoff + body.radius) / voxel_size)) + 2
-    space = standing_space(ijk_np, voxel_size, shift, body, pad=pad, points=(robot_xy,))
+    space = standing_space(ijk_np, voxel_size, shift, body, pad=pad)
     ru, rv = space.grid.cell_of(*robot_xy)
-    region = space.region_at(ru, rv, search=int(math.ceil(body.radius / voxel_size)) + 1)
+    if space.grid.inside(np.array(ru), np.array(rv)):
+        region = space.region_at(ru, rv, search=int(math.ceil(body.radius / voxel_size)) + 1)
+    else:  # off the map: the unseen space all round it, which the padding ring (never blocked) joins up
+        region = int(space.regions[0, 0])
     tally, best = _Tally(), None
     for cand, members in groups:
         found = _ring_goal(space, ijk_np[members.numpy(), :2], standoff, region, robot_xy, tally)

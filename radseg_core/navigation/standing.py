@@ -34,8 +34,8 @@ def _cv2():
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("radseg_core.navigation needs OpenCV: pip install opencv-python-headless "
-                          "(or radseg_ros[navigation])") from exc
+        raise ImportError("radseg_core.navigation needs OpenCV: pip install opencv-python-headless (the 'io' "
+                          "extra; ROS installs: python3-opencv)") from exc
     return cv2
 
 

@@ -95,6 +95,10 @@ def test_the_object_nearest_the_robot_wins():
     assert left.goal.candidate.centroid[0] < 2 and left.goal.x < 1.0
     assert right.goal.candidate.centroid[0] > 4 and right.goal.x > 5.0
     assert "2 matches" in left.message
+    # a robot far off the map (300 m east): reached through unseen space, the grid stays the map's size
+    far = goal(vm, "bed", robot=(300.0, 1.5))
+    assert far.goal.candidate.centroid[0] > 4 and far.goal.x > 5.0
+    assert far.goal.distance == pytest.approx(math.hypot(300.0 - far.goal.x, 1.5 - far.goal.y))
 
 
 def test_walled_in_object_is_refused():
