@@ -180,18 +180,41 @@ def group_candidates(
     query_index: int = 0,
     min_voxels: int = 1,
     max_candidates: int | None = None,
+    grid_shift: float = 0.0,
 ) -> list[Candidate]:
     """Connected groups (26-neighbourhood) of voxels scoring ≥ threshold, best group first.
 
     Centroid is the mean voxel centre, extent the axis-aligned size of the group's voxels, score the
-    best voxel score in the group: what a planner needs to go and look.
+    best voxel score in the group: what a planner needs to go and look. ``grid_shift`` is the lattice's
+    offset (0.5 for a ``round`` grid, whose voxel i is centred on i · voxel_size).
+    """
+    return [cand for cand, _ in candidate_groups(
+        ijk, scores, threshold=threshold, voxel_size=voxel_size, query_index=query_index,
+        min_voxels=min_voxels, max_candidates=max_candidates, grid_shift=grid_shift)]
+
+
+def candidate_groups(
+    ijk: torch.Tensor,
+    scores: torch.Tensor,
+    *,
+    threshold: float,
+    voxel_size: float,
+    query_index: int = 0,
+    min_voxels: int = 1,
+    max_candidates: int | None = None,
+    grid_shift: float = 0.0,
+) -> list[tuple[Candidate, torch.Tensor]]:
+    """:func:`group_candidates` with each group's members: indices into ``ijk`` (int64, ascending).
+
+    Navigation needs the voxels themselves (a goal keeps its distance from the nearest one), not only
+    the summary.
     """
     sel = torch.nonzero(scores >= threshold, as_tuple=True)[0]
     if sel.numel() == 0:
         return []
     comp = connected_components(ijk[sel])
     n_comp = int(comp.max()) + 1
-    centres = (ijk[sel].double() + 0.5) * voxel_size
+    centres = (ijk[sel].double() + (0.5 - grid_shift)) * voxel_size
     s = scores[sel].double()
     counts = torch.bincount(comp, minlength=n_comp)
     centroid = torch.zeros(n_comp, 3, dtype=torch.float64).index_add_(0, comp, centres) / counts[:, None]
@@ -203,13 +226,18 @@ def group_candidates(
     keep.sort(key=lambda c: (-float(best[c]), -int(counts[c])))
     if max_candidates is not None:
         keep = keep[:max_candidates]
+    order = torch.argsort(comp, stable=True)  # members of each group, ascending within the group
+    starts = torch.cumsum(counts, 0) - counts
     return [
-        Candidate(
-            query_index=query_index,
-            centroid=centroid[c].numpy(),
-            extent=(hi[c] - lo[c] + voxel_size).numpy(),
-            score=float(best[c]),
-            voxels=int(counts[c]),
+        (
+            Candidate(
+                query_index=query_index,
+                centroid=centroid[c].numpy(),
+                extent=(hi[c] - lo[c] + voxel_size).numpy(),
+                score=float(best[c]),
+                voxels=int(counts[c]),
+            ),
+            sel[order[int(starts[c]) : int(starts[c] + counts[c])]],
         )
         for c in keep
     ]
@@ -378,6 +406,7 @@ def query_map(
             query_index=q,
             min_voxels=min_voxels,
             max_candidates=max_candidates,
+            grid_shift=0.5 if vmap.grid == "round" else 0.0,
         )
     return QueryResult(
         queries=queries,
@@ -392,6 +421,7 @@ __all__ = [
     "AlignedFeatures",
     "ClassLabels",
     "VoxelCache",
+    "candidate_groups",
     "align_and_normalize",
     "check_queries",
     "connected_components",

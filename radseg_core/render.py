@@ -138,6 +138,31 @@ def draw_markers(img: np.ndarray, cam: OrthoCamera, markers: Sequence[Marker]) -
             cv2.putText(img, m.text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
 
 
+def draw_arrow(img: np.ndarray, cam: OrthoCamera, start: np.ndarray, end: np.ndarray,
+               color: tuple[int, int, int] = (255, 255, 255)) -> None:
+    """An arrow from map point ``start`` to ``end`` (3,), outlined in black so it reads on any map, in place."""
+    (a, b), _ = cam.project(np.stack([np.asarray(start, float), np.asarray(end, float)]))
+    a, b = tuple(int(x) for x in np.round(a)), tuple(int(x) for x in np.round(b))
+    cv2.arrowedLine(img, a, b, (0, 0, 0), 7, cv2.LINE_AA, tipLength=0.3)
+    cv2.arrowedLine(img, a, b, tuple(int(c) for c in color), 3, cv2.LINE_AA, tipLength=0.3)
+
+
+def draw_cells(img: np.ndarray, cam: OrthoCamera, centres: np.ndarray, size: float,
+               color: tuple[int, int, int], alpha: float = 0.55) -> None:
+    """Squares of ``size`` metres around map points ``centres`` (N, 3) blended over the picture (top view), in
+    place: 2D cells such as a costmap mask over the map."""
+    if len(centres) == 0:
+        return
+    uv, _ = cam.project(np.asarray(centres, float).reshape(-1, 3))
+    half = max(size * cam.scale / 2, 0.5)
+    layer = np.zeros(img.shape[:2], np.uint8)
+    for u, v in uv:
+        cv2.rectangle(layer, (int(round(u - half)), int(round(v - half))),
+                      (int(round(u + half)) - 1, int(round(v + half)) - 1), 255, -1)
+    on = layer > 0
+    img[on] = (img[on] * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+
+
 def draw_legend(img: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int] | None]],
                 corner: str = "top-left") -> None:
     """A semi-opaque panel listing ``(text, rgb or None)`` lines, each with a colour swatch, in place."""

@@ -45,7 +45,8 @@ from radseg_ros import conversions as conv
 from radseg_ros import poses
 from radseg_ros.diagnostics import Counters
 from radseg_ros.map_paths import MapPathError, resolve_map_path
-from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, validate
+from radseg_ros.navigation import Navigation
+from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, normalize, validate
 from radseg_ros.srv import MapFile, TextQuery
 from radseg_ros.sync import select_sync_backend, subscribe_synchronized
 from radseg_ros.tf_listener import Tf2RosBuffer, TfListener, make_tf_buffer, select_tf_backend, tf_available
@@ -146,6 +147,7 @@ class RadsegNode(Node):
         self.create_service(MapFile, "~/save_map", self._on_save)
         self.create_service(MapFile, "~/load_map", self._on_load)
         self.create_service(Trigger, "~/reset_map", self._on_reset)
+        self.navigation = Navigation(self)  # ~/query_goal, ~/objects, Nav2 costmap filter masks
 
         self._cloud_timer = self._make_timer(self.p.cloud_publish_rate and 1.0 / self.p.cloud_publish_rate,
                                              self._publish_cloud)
@@ -162,7 +164,7 @@ class RadsegNode(Node):
 
     # ----------------------------------------------------------------- parameters
     def _read_params(self) -> NodeParams:
-        values = {name: self.get_parameter(name).value for name in SPECS}
+        values = {name: normalize(name, self.get_parameter(name).value) for name in SPECS}
         for name, value in values.items():
             reason = validate(name, value)
             if reason:
@@ -175,8 +177,8 @@ class RadsegNode(Node):
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         # only real changes: setting map_frame after load_map adopted a frame must not rebuild the mapper config
-        changes = {prm.name: prm.value for prm in params
-                   if prm.name in SPECS and prm.value != getattr(self.p, prm.name)}
+        changes = {prm.name: normalize(prm.name, prm.value) for prm in params if prm.name in SPECS}
+        changes = {name: value for name, value in changes.items() if value != getattr(self.p, name)}
         if not changes:
             return SetParametersResult(successful=True)
         for name, value in changes.items():

@@ -129,8 +129,31 @@ SPECS: dict[str, Spec] = {
     "default_top_k": Spec(5, "matches per query when the request says 0", 1, 10_000, live=True),
     "max_queries": Spec(64, "largest list of texts one query may carry", 1, 10_000, live=True),
     "max_query_chars": Spec(1000, "longest text accepted in a query", 1, 100_000, live=True),
-    "query_threshold": Spec(0.5, "relative score above which voxels join a query's candidates", 0.0, 1.0,
-                            live=True),
+    "query_threshold": Spec(0.5, "relative score above which voxels join a query's candidates (and goals, masks, "
+                            "objects)", 0.0, 1.0, live=True),
+    # navigation (docs/navigation.md)
+    "keepout_queries": Spec([], "texts whose voxels Nav2 must avoid: published as a KeepoutFilter mask on "
+                            "~/keepout_mask with its info on ~/keepout_filter_info ([] = off)", live=True),
+    "speed_queries": Spec([], "texts near whose voxels Nav2 slows down: a SpeedFilter mask (percent) on "
+                          "~/speed_mask with its info on ~/speed_filter_info ([] = off)", live=True),
+    "mask_publish_rate": Spec(1.0, "Hz at which the masks are recomputed and, when they changed, published "
+                              "(0 = masks off)", 0.0, 100.0),
+    "speed_limit_percent": Spec(50, "speed limit in percent of the maximum where a speed query matches",
+                                1, 100, live=True),
+    "floor_z": Spec(0.0, "height of the floor in map_frame (metres): goals stand there, masks and "
+                    "obstacles are measured from it", -1000.0, 1000.0, live=True),
+    "step_height": Spec(0.1, "voxels within this of floor_z are floor (a goal needs seen floor); higher ones "
+                        "are obstacles", 0.0, 2.0, live=True),
+    "robot_height": Spec(1.5, "voxels up to floor_z + this are obstacles for goals and enter the masks",
+                         0.01, 10.0, live=True),
+    "robot_radius": Spec(0.3, "a goal keeps this distance (metres) from every obstacle voxel", 0.0, 5.0,
+                         live=True),
+    "goal_standoff": Spec(0.8, "distance of a ~/query_goal pose from the object's nearest voxel when the "
+                          "request says 0", 0.05, 20.0, live=True),
+    "robot_base_frame": Spec("base_link", "robot frame whose TF pose ~/query_goal starts from when the "
+                             "request names none", live=True),
+    "objects_min_voxels": Spec(10, "smallest group of voxels ~/objects lists as an object", 1, 1_000_000,
+                               live=True),
     # persistence and diagnostics
     "map_directory": Spec(os.path.join("~", ".ros", "radseg_maps"),
                           "save_map / load_map paths are confined to this directory"),
@@ -209,6 +232,17 @@ class NodeParams:
     max_queries: int
     max_query_chars: int
     query_threshold: float
+    keepout_queries: list[str]
+    speed_queries: list[str]
+    mask_publish_rate: float
+    speed_limit_percent: int
+    floor_z: float
+    step_height: float
+    robot_height: float
+    robot_radius: float
+    goal_standoff: float
+    robot_base_frame: str
+    objects_min_voxels: int
     map_directory: str
     autosave_period: float
     save_on_shutdown: bool
@@ -224,6 +258,8 @@ def descriptor(name: str, spec: Spec) -> ParameterDescriptor:
     extra = f" [one of: {', '.join(spec.choices)}]" if spec.choices else ""
     live = "" if spec.live else " (read at start-up)"
     d = ParameterDescriptor(name=name, description=spec.description + extra + live, read_only=False)
+    if spec.default == []:  # rclpy types an empty list as bytes, and a params file's [] as "not set"
+        d.dynamic_typing = True
     if spec.low is not None and spec.high is not None:
         if isinstance(spec.default, bool):
             pass
@@ -232,6 +268,17 @@ def descriptor(name: str, spec: Spec) -> ParameterDescriptor:
         elif isinstance(spec.default, float):
             d.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high, step=0.0)]
     return d
+
+
+def normalize(name: str, value: Any) -> Any:
+    """A parameter value as NodeParams holds it: rclpy types an empty list as bytes and a params file's ``[]``
+    arrives unset, so for a list parameter both are the empty list; other values pass (validate judges them)."""
+    spec = SPECS.get(name)
+    if spec is None or not isinstance(spec.default, list) or isinstance(value, (str, bytes)):
+        return value
+    if value is None:
+        return []
+    return list(value) if hasattr(value, "__iter__") else value
 
 
 def validate(name: str, value: Any, current: NodeParams | None = None) -> str | None:
@@ -259,6 +306,11 @@ def validate(name: str, value: Any, current: NodeParams | None = None) -> str | 
             numbers = []
         if len(numbers) != 7:
             return f"'camera_extrinsic' must be 7 numbers 'x y z qx qy qz qw' or '', got {value!r}"
+    texts = isinstance(value, (list, tuple)) and all(isinstance(q, str) and q.strip() for q in value)
+    if name in ("keepout_queries", "speed_queries") and not texts:
+        return f"'{name}' must be a list of non-empty texts ([] = off), got {value!r}"
+    if name == "robot_base_frame" and not str(value).strip():
+        return "'robot_base_frame' must name a TF frame"
     if name == "classes":
         if not value or any(not str(c).strip() for c in value):
             return "'classes' must be a non-empty list of non-empty names"
@@ -277,4 +329,6 @@ def check_consistency(p: NodeParams) -> str | None:
         return "sam_refine refines class masks and needs mode:=probabilities"
     if p.onnx_model and p.encoder_backend != "onnxruntime":
         return "onnx_model is read only with encoder_backend:=onnxruntime"
+    if p.robot_height <= p.step_height:
+        return f"robot_height ({p.robot_height}) must exceed step_height ({p.step_height})"
     return None

@@ -119,19 +119,25 @@ AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD" -j"$(nproc)" > "$LOGS/build.log
 (cd "$BUILD" && cmake --install .) > "$LOGS/install.log" 2>&1 \
   || { tail -30 "$LOGS/install.log" >&2; die "installing radseg_ros failed (log: ${LOGS#"$ROOT"/}/install.log)"; }
 
-# tf2_msgs (the /tf type) has no PyPI wheel: build our TFMessage-only copy where ROS does not provide it
-if ! "$VENV/bin/python" -P -c "import tf2_msgs.msg" 2>/dev/null; then
-  say "building tf2_msgs/TFMessage (no wheel on PyPI)"
-  { AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces/tf2_msgs" \
-      -B "$BUILD-tf2_msgs" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
-      -DBUILD_TESTING=OFF && AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD-tf2_msgs" -j"$(nproc)" \
-      && (cd "$BUILD-tf2_msgs" && cmake --install .); } > "$LOGS/tf2_msgs.log" 2>&1 \
-    || { tail -30 "$LOGS/tf2_msgs.log" >&2; die "building tf2_msgs failed (log: ${LOGS#"$ROOT"/}/tf2_msgs.log)"; }
-fi
+# Message packages PyPI has no wheel of: build our copies (only the types we use, same package, names and
+# definitions) where ROS does not provide them. build_interface <package> <what, for the log>
+build_interface() {
+  local pkg="$1"
+  if "$VENV/bin/python" -P -c "import $pkg.msg" 2>/dev/null; then return; fi
+  say "building $pkg/$2 (no wheel on PyPI)"
+  { AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" cmake -S "$ROOT/interfaces/$pkg" \
+      -B "$BUILD-$pkg" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DBUILD_TESTING=OFF && AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD-$pkg" -j"$(nproc)" \
+      && (cd "$BUILD-$pkg" && cmake --install .); } > "$LOGS/$pkg.log" 2>&1 \
+    || { tail -30 "$LOGS/$pkg.log" >&2; die "building $pkg failed (log: ${LOGS#"$ROOT"/}/$pkg.log)"; }
+}
+build_interface tf2_msgs TFMessage            # the /tf type
+build_interface nav2_msgs CostmapFilterInfo   # read by Nav2's costmap filters next to a mask
 
 "$VENV/bin/python" -P - <<'EOF' || die "the environment was built but does not import (see above)"
-from radseg_ros.srv import MapFile, TextQuery  # noqa: F401  generated service types
+from radseg_ros.srv import ListObjects, MapFile, QueryGoal, TextQuery  # noqa: F401  generated service types
 from tf2_msgs.msg import TFMessage  # noqa: F401  /tf type
+from nav2_msgs.msg import CostmapFilterInfo  # noqa: F401  Nav2 costmap filter info
 import radseg_core, rclpy  # noqa: F401,E401
 EOF
 echo "$fingerprint" > "$STAMP"

@@ -11,6 +11,7 @@ from radseg_core.query import (
     AlignedFeatures,
     ClassLabels,
     align_and_normalize,
+    candidate_groups,
     connected_components,
     cosine_scores,
     group_candidates,
@@ -111,6 +112,25 @@ def test_group_candidates_centroid_extent_score():
     np.testing.assert_allclose(cands[1].centroid, [5.5, 5.5, 5.5])
     assert group_candidates(ijk, scores, threshold=0.5, voxel_size=1.0, min_voxels=2)[0].voxels == 2
     assert group_candidates(ijk, scores, threshold=0.95, voxel_size=1.0) == []
+
+
+def test_candidate_groups_members_are_the_groups_voxels():
+    ijk = torch.tensor([[0, 0, 0], [9, 9, 9], [1, 1, 1], [5, 5, 5], [2, 2, 2]])
+    scores = torch.tensor([0.9, 0.1, 0.7, 0.8, 0.6])
+    groups = candidate_groups(ijk, scores, threshold=0.5, voxel_size=1.0)
+    assert [members.tolist() for _, members in groups] == [[0, 2, 4], [3]]
+    summaries = group_candidates(ijk, scores, threshold=0.5, voxel_size=1.0)
+    assert [(c.voxels, c.score) for c, _ in groups] == [(c.voxels, c.score) for c in summaries]
+
+
+def test_round_grid_candidates_are_centred_on_their_voxels():
+    """A ``round`` lattice centres voxel i on i * s: candidate centroids must say so (they were s/2 off)."""
+    vm = VoxelMap(voxel_size=1.0, mode="probabilities", dim=2, dtype=torch.float32, grid="round")
+    vm.metadata["classes"] = ["a", "b"]
+    vm.integrate_points(torch.tensor([[2.1, -0.9, 0.2]]), torch.tensor([[0.9, 0.1]]))
+    res = query_map(vm, ["a"], threshold=0.5)
+    np.testing.assert_allclose(res.candidates[0].centroid, vm.centers(torch.float64)[0].numpy())
+    np.testing.assert_allclose(res.candidates[0].centroid, [2.0, -1.0, 0.0])
 
 
 def test_query_map_features_mode_with_negatives():

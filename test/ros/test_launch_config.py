@@ -18,11 +18,12 @@ from rclpy.context import Context
 from rclpy.node import Node as RclpyNode
 
 from radseg_ros import launch_config as lc
-from radseg_ros.params import SPECS, NodeParams, check_consistency, validate
+from radseg_ros.params import SPECS, NodeParams, check_consistency, descriptor, normalize, validate
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_INPUTS = {"rgb/image", "depth/image", "rgb/camera_info", "depth/camera_info", "pose", "odom"}
-NODE_OUTPUTS = {"segmentation", "labels", "semantic_cloud", "query_cloud", "query_markers"}
+NODE_OUTPUTS = {"segmentation", "labels", "semantic_cloud", "query_cloud", "query_markers", "object_markers",
+                "keepout_mask", "speed_mask"}
 
 
 def file_params(name: str) -> dict:
@@ -178,6 +179,8 @@ def test_numbers_yaml_reads_as_text_and_comma_lists_are_accepted():
     assert lc.parse_parameter("depth_scale", "1e-3") == 0.001
     assert lc.parse_parameter("max_depth", "4") == 4.0 and isinstance(lc.parse_parameter("max_depth", "4"), float)
     assert lc.parse_parameter("classes", "chair,table") == ["chair", "table"]
+    assert lc.parse_parameter("keepout_queries", "stairs,wet floor") == ["stairs", "wet floor"]
+    assert lc.parse_parameter("speed_queries", "[]") == []
 
 
 def test_a_list_of_numbers_parameter_takes_numbers(monkeypatch):
@@ -231,6 +234,29 @@ def rcl_parameters(namespace: str, *files: Path, name: str = "radseg") -> dict:
         return values
     finally:
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize("text", ["[]", "[stairs, wet floor]"])
+def test_empty_list_parameters_survive_params_files_and_live_changes(tmp_path, text):
+    """rcl reads a params file's [] as "not set" and rclpy types an empty list as bytes: the node's list
+    parameters (declared like the node declares them) still come out as lists of texts."""
+    f = tmp_path / "p.yaml"
+    f.write_text(f"radseg:\n  ros__parameters:\n    keepout_queries: {text}\n")
+    ctx = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(f)], context=ctx)
+    try:
+        node = RclpyNode("radseg", context=ctx)
+        for name in ("keepout_queries", "speed_queries"):
+            node.declare_parameter(name, SPECS[name].default, descriptor(name, SPECS[name]))
+        got = normalize("keepout_queries", node.get_parameter("keepout_queries").value)
+        assert got == yaml.safe_load(text) and validate("keepout_queries", got) is None
+        assert normalize("speed_queries", node.get_parameter("speed_queries").value) == []
+        res = node.set_parameters([rclpy.parameter.Parameter("speed_queries", value=["ramp"])])[0]
+        assert res.successful and normalize("speed_queries", node.get_parameter("speed_queries").value) == ["ramp"]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    assert validate("keepout_queries", normalize("keepout_queries", "stairs")) is not None  # text, not a list
 
 
 @pytest.mark.parametrize("namespace", ["", "robot1", "fleet/robot2"])
