@@ -146,7 +146,7 @@ class Navigation:
             return refusal(NO_ROBOT_POSE, f"no TF listener runs (tf2_msgs missing), so the pose of '{base_frame}' "
                                           f"in '{map_frame}' is unknown")
         try:
-            T = node.tf_buffer.lookup(map_frame, base_frame, 0.0)
+            T = node.tf_buffer.lookup(map_frame, base_frame, 0)  # 0: the latest common time
         except TransformError as exc:
             return refusal(NO_ROBOT_POSE, f"no TF from '{map_frame}' to the robot's '{base_frame}': {exc}")
         return float(T[0, 3]), float(T[1, 3])
