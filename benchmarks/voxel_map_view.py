@@ -115,7 +115,7 @@ def run(a) -> dict:
     fhw = (a.fh, a.fw)
     kw = {} if a.residual_rows is None else {"residual_rows": a.residual_rows}
     vm = VoxelMap(voxel_size=corridor.VOXEL, dim=a.dim, dtype=torch.float16, **kw)
-    uijk, P, n_pts = reference_matrix(torch, frame, corridor.MAX_DEPTH, corridor.VOXEL, fhw)
+    uijk, P, n_pts = reference_matrix(torch, frame, a.max_depth, corridor.VOXEL, fhw)
     bases = [torch.randn(a.dim, *fhw, generator=gen) for _ in range(2)]
     fsum = torch.zeros(a.dim, *fhw, dtype=torch.float64)
     total = a.static + a.changed
@@ -123,7 +123,7 @@ def run(a) -> dict:
     ms, rows = [], []
     res = {
         "tree": root, "dim": a.dim, "feature_hw": list(fhw), "image_hw": list(frame.depth.shape),
-        "pose": a.pose, "noise": a.noise, "points_per_frame": n_pts, "voxels_in_view": int(uijk.shape[0]),
+        "pose": a.pose, "max_depth": a.max_depth, "noise": a.noise, "points_per_frame": n_pts, "voxels_in_view": int(uijk.shape[0]),
         "static_frames": a.static, "changed_frames": a.changed, "residual_rows": a.residual_rows,
         "label": a.label, "machine": f"CPU, shared 2-core VM ({platform.machine()}), 1 torch thread",
         "checkpoints": rows,
@@ -135,7 +135,7 @@ def run(a) -> dict:
         fm = bases[t > a.static] + a.noise * torch.randn(a.dim, *fhw, generator=gen)
         fsum += fm.double()
         c0 = time.process_time()
-        vm.integrate_frame(frame, fm, max_depth=corridor.MAX_DEPTH)
+        vm.integrate_frame(frame, fm, max_depth=a.max_depth)
         ms.append(1e3 * (time.process_time() - c0))
         if t in marks:
             st = vm.memory_stats()
@@ -167,7 +167,7 @@ def run(a) -> dict:
 def compare(a) -> None:
     """The sizing options on the same stream, each in a fresh interpreter (same seed, same frames)."""
     common = ["--static", str(a.static), "--changed", str(a.changed), "--dim", str(a.dim), "--every",
-              str(a.every), "--noise", str(a.noise), "--pose", str(a.pose), "--seed", str(a.seed)]
+              str(a.every), "--max-depth", str(a.max_depth), "--noise", str(a.noise), "--pose", str(a.pose), "--seed", str(a.seed)]
     options = [
         ("before #17: min(8192, max(256, n/160)) rows", ["--tree", str(a.compare)]),
         ("#17: 2x largest recent update, cap 131072", []),
@@ -198,6 +198,7 @@ def main() -> None:
     ap.add_argument("--fw", type=int, default=80)
     ap.add_argument("--noise", type=float, default=0.1, help="std of per-frame noise (base entries ~ N(0, 1))")
     ap.add_argument("--pose", type=int, default=10, help="corridor frame whose pose the camera keeps")
+    ap.add_argument("--max-depth", type=float, default=8.0, help="8 m: benchmarks/voxel_map.py; node default 5")
     ap.add_argument("--every", type=int, default=500, help="checkpoint every n frames")
     ap.add_argument("--residual-rows", type=int, default=None)
     ap.add_argument("--tree", type=Path, default=None, help="import radseg_core from this checkout")
