@@ -109,10 +109,9 @@ def follow(frame, geo, a, n0, caps, modes, gen):
                 if slot is None:
                     slot = slots_of(vm, uijk)[obj_vox]
                 v = vm.gather_values(slot).float()
-                if mode == "probabilities":
-                    flipped = v.argmax(1) == 3
-                else:
-                    flipped = (v @ new) / new.norm() > (v @ old) / old.norm()
+                # probabilities: argmax is the new class; features: the new object's vector scores higher
+                prob = mode == "probabilities"
+                flipped = v.argmax(1) == 3 if prob else (v @ new) / new.norm() > (v @ old) / old.norm()
                 share = float(flipped.float().mean())
                 for key, need in (("50", 0.5), ("95", 0.95)):
                     if key not in done[m] and share >= need:

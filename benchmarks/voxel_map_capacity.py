@@ -78,7 +78,8 @@ def main() -> None:
     print(f"floor {floor:.0f} m², single-layer surface voxels {single} ({single / floor:.0f}/m² floor)")
     for name, s in res["sweeps"].items():
         print(f"{name:>22}: {s['voxels']} voxels, {s['voxels_per_m2_floor']:.0f} per m² of floor")
-    print(f"{'dim':>5} {'B/voxel':>8} {'ws MB':>7} " + " ".join(f"{n[:14]:>16}" for n in res["sweeps"]) + "  (m² floor per GB)")
+    heads = " ".join(f"{n[:14]:>16}" for n in res["sweeps"])
+    print(f"{'dim':>5} {'B/voxel':>8} {'ws MB':>7} {heads}  (m² floor per GB)")
     cap = {}
     for dim, b in res["bytes_per_voxel"].items():
         per = {n: GB / (b["bytes_per_voxel"] * s["voxels_per_m2_floor"]) for n, s in res["sweeps"].items()}

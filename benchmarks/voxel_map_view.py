@@ -123,7 +123,8 @@ def run(a) -> dict:
     ms, rows = [], []
     res = {
         "tree": root, "dim": a.dim, "feature_hw": list(fhw), "image_hw": list(frame.depth.shape),
-        "pose": a.pose, "max_depth": a.max_depth, "noise": a.noise, "points_per_frame": n_pts, "voxels_in_view": int(uijk.shape[0]),
+        "pose": a.pose, "max_depth": a.max_depth, "noise": a.noise, "points_per_frame": n_pts,
+        "voxels_in_view": int(uijk.shape[0]),
         "static_frames": a.static, "changed_frames": a.changed, "residual_rows": a.residual_rows,
         "label": a.label, "machine": f"CPU, shared 2-core VM ({platform.machine()}), 1 torch thread",
         "checkpoints": rows,
@@ -167,7 +168,8 @@ def run(a) -> dict:
 def compare(a) -> None:
     """The sizing options on the same stream, each in a fresh interpreter (same seed, same frames)."""
     common = ["--static", str(a.static), "--changed", str(a.changed), "--dim", str(a.dim), "--every",
-              str(a.every), "--max-depth", str(a.max_depth), "--noise", str(a.noise), "--pose", str(a.pose), "--seed", str(a.seed)]
+              str(a.every), "--max-depth", str(a.max_depth), "--noise", str(a.noise), "--pose", str(a.pose),
+              "--seed", str(a.seed)]
     options = [
         ("before #17: min(8192, max(256, n/160)) rows", ["--tree", str(a.compare)]),
         ("#17: 2x largest recent update, cap 131072", []),
