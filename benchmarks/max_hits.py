@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--n0", type=int, nargs="+", default=[1000, 3000], help="static frames before the change")
     ap.add_argument("--long-caps", type=int, nargs="+", default=[0, 1000],
                     help="max_hits values also run at the longer N0 (the others saturate long before)")
+    ap.add_argument("--modes", nargs="+", default=["probabilities", "features"], help="modes run at the first N0")
     ap.add_argument("--long-modes", nargs="+", default=["probabilities"], help="modes run at the longer N0")
     ap.add_argument("--follow-max", type=int, default=4000, help="frames followed after the change at most")
     ap.add_argument("--follow-noise", type=float, default=0.05)
@@ -211,10 +212,12 @@ def main() -> None:
     rows = []
     for i, n0 in enumerate(a.n0):
         rows += follow(frame, geo, a, n0, a.caps if i == 0 else a.long_caps,
-                       ("probabilities", "features") if i == 0 else a.long_modes, gen)
+                       a.modes if i == 0 else a.long_modes, gen)
         res["follow"] = rows
         if a.out:
             a.out.write_text(json.dumps(res, indent=1))
+    if a.noise_frames <= 0:
+        return
     print(f"\nnoise cost: {a.noise_frames} static frames, margin 0.1, noise {a.noise}")
     print(f"{'max_hits':>8} {'% wrong':>8} {'mean dev':>10} {'p99 dev':>10}")
     res["noise_cost"] = noise_cost(frame, geo, a, a.caps, gen)
