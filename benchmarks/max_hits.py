@@ -171,6 +171,7 @@ def main() -> None:
     ap.add_argument("--follow-noise", type=float, default=0.05)
     ap.add_argument("--feature-dim", type=int, default=32)
     ap.add_argument("--noise", type=float, default=0.3)
+    ap.add_argument("--noise-caps", type=int, nargs="+", default=None, help="max_hits of the noise part (--caps)")
     ap.add_argument("--noise-frames", type=int, default=1000)
     ap.add_argument("--max-depth", type=float, default=5.0, help="the node's default")
     ap.add_argument("--pose", type=int, default=10)
@@ -220,7 +221,7 @@ def main() -> None:
         return
     print(f"\nnoise cost: {a.noise_frames} static frames, margin 0.1, noise {a.noise}")
     print(f"{'max_hits':>8} {'% wrong':>8} {'mean dev':>10} {'p99 dev':>10}")
-    res["noise_cost"] = noise_cost(frame, geo, a, a.caps, gen)
+    res["noise_cost"] = noise_cost(frame, geo, a, a.noise_caps or a.caps, gen)
     if a.out:
         a.out.write_text(json.dumps(res, indent=1))
 
