@@ -140,7 +140,7 @@ class WorkingSet:
         # gathers of (n, D) fp32 copies. Same fp32 arithmetic either way (1/scale is a power of two).
         whole = r.numel() == v.shape[0]
         if whole:
-            v.add_(res[r], alpha=1.0 / self.scale)
+            v.add_(res.index_select(0, r), alpha=1.0 / self.scale)  # index_select: faster than res[r] on CPU
         elif r.numel():
             v.index_add_(0, at, res[r].float(), alpha=1.0 / self.scale)
         v.mul_(a).add_(add)
