@@ -136,11 +136,18 @@ class WorkingSet:
         residual rows ``r`` (of update positions ``at``) are rewritten with the new rounding residual."""
         res = self.res_col if colors else self.res
         v = stored.float()
-        if r.numel():
+        # Usually every voxel of the update owns a row (``at`` is then 0..n-1): work on whole tensors, no
+        # gathers of (n, D) fp32 copies. Same fp32 arithmetic either way (1/scale is a power of two).
+        whole = r.numel() == v.shape[0]
+        if whole:
+            v.add_(res.index_select(0, r), alpha=1.0 / self.scale)  # index_select: faster than res[r] on CPU
+        elif r.numel():
             v.index_add_(0, at, res[r].float(), alpha=1.0 / self.scale)
         v.mul_(a).add_(add)
         out = v.to(self.dtype)
-        if r.numel():
+        if whole:
+            res[r] = v.sub_(out).mul_(self.scale).to(self.dtype)  # v is spent: the residual in place
+        elif r.numel():
             exact = v.index_select(0, at)
             res[r] = exact.sub_(out.index_select(0, at).float()).mul_(self.scale).to(self.dtype)
         return out
