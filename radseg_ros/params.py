@@ -12,6 +12,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from radseg_core.defaults import DEFAULT_MAX_HITS
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -79,7 +81,9 @@ SPECS: dict[str, Spec] = {
     "cache_aligned": Spec(False, "opt-in: keep a language-aligned copy of voxel features so a query is one "
                           "matrix product (+2,312 B per voxel with SigLIP2, more than the map itself); false "
                           "aligns the map chunk by chunk per query (no extra memory)"),
-    "max_hits": Spec(0.0, "cap on hit counts so the map adapts to change (0 = no cap)", 0.0, 1e9, live=True),
+    "max_hits": Spec(float(DEFAULT_MAX_HITS), "cap on hit counts (points) so the map follows a replaced object: "
+                     "1000 takes ~50 frames for half its voxels at 640x480 (0 = no cap: as many frames as the "
+                     "old object was seen)", 0.0, 1e9, live=True),
     "residual_rows": Spec(131072, "fp16 drift compensation cap: the working set holds 2 x the voxels of the "
                           "largest of the last 64 updates (a 640x480 view at 5 cm: ~70k rows, ~110 MB at 768-d; "
                           "rows of 2 x (feature dim + 3) + 16 bytes), at most this many; voxels of an update "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radseg_core.defaults import DEFAULT_MAX_HITS
 from radseg_core.visual import label_palette
 
 DEFAULT_MODEL = "c-radio_v3-b"
@@ -74,6 +75,9 @@ def add_map_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--point-stride", type=positive_int, default=1,
                    help="integrate every n-th depth pixel row/column")
     g.add_argument("--max-depth", type=positive_float, default=5.0, help="ignore depth beyond this (m)")
+    g.add_argument("--max-hits", type=non_negative_float, default=float(DEFAULT_MAX_HITS),
+                   help="cap on hit counts so the map follows a replaced object (0 = no cap: exact averages; "
+                        "docs/voxel_map.md)")
     add_input_sizing_arg(g)
 
 
@@ -141,6 +145,16 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (v > 0 and np.isfinite(v)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
     return v
 
 

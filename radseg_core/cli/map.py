@@ -121,6 +121,7 @@ def config_from_args(args: argparse.Namespace, classes: list[str], frame_id: str
     return MapperConfig(model=args.model, lang_model=args.lang, text_model_path=args.text_model_path,
                         device=args.device, dtype=args.dtype, mode=args.mode, classes=classes,
                         voxel_size=args.voxel_size, point_stride=args.point_stride, max_depth=args.max_depth,
+                        max_hits=args.max_hits or None,
                         input_sizing=args.input_sizing, **common.backend_options(args), **extra)
 
 

@@ -18,6 +18,6 @@ plus the working set, sized by the view (``working_set_mb``; docs/voxel_map.md).
 
 from radseg_core.voxel_map.keys import GRIDS, pack_keys, unpack_keys
 from radseg_core.voxel_map.map import MODES, VoxelMap
-from radseg_core.voxel_map.recency import recency_weights
+from radseg_core.voxel_map.recency import DEFAULT_MAX_HITS, recency_weights
 
-__all__ = ["GRIDS", "MODES", "VoxelMap", "pack_keys", "recency_weights", "unpack_keys"]
+__all__ = ["DEFAULT_MAX_HITS", "GRIDS", "MODES", "VoxelMap", "pack_keys", "recency_weights", "unpack_keys"]

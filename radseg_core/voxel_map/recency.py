@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from radseg_core.defaults import DEFAULT_MAX_HITS  # noqa: F401  (re-exported)
+
 HITS_MAX = (1 << 31) - 1  # int32 hit counts saturate here (2.1e9 points in one voxel)
 
 

@@ -80,6 +80,8 @@ def test_help_exits_zero_with_examples(tool, capsys):
     (["synthetic-room", "-o", "{tmp}", "--model", "no-such-model", "--max-frames", "1"], "unknown model"),
     (["synthetic-room", "-o", "{tmp}", "--classes", " , "], "--classes is empty"),
     (["synthetic-room", "-o", "{tmp}", "--stride", "0"], "positive integer"),
+    (["synthetic-room", "-o", "{tmp}", "--max-hits", "-1"], "number >= 0"),
+    (["synthetic-room", "-o", "{tmp}", "--max-hits", "nan"], "number >= 0"),
     (["{tmp}", "-o", "{tmp}/out"], "cannot tell what"),
 ])
 def test_map_bad_input_exits_2_without_traceback(argv, message, tmp_path, capsys):
@@ -87,6 +89,18 @@ def test_map_bad_input_exits_2_without_traceback(argv, message, tmp_path, capsys
     assert map_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_map_hit_cap_defaults_to_the_nodes_and_zero_means_exact_averages():
+    """Issue #17: radseg-map follows a replaced object as the node does (max_hits 1000); 0 = no cap."""
+    from radseg_core.defaults import DEFAULT_MAX_HITS
+    from radseg_ros.params import SPECS
+
+    parser = map_cli.build_parser()
+    default = map_cli.config_from_args(parser.parse_args(["sample"]), ["floor"])
+    assert default.max_hits == DEFAULT_MAX_HITS == SPECS["max_hits"].default == 1000
+    assert map_cli.config_from_args(parser.parse_args(["sample", "--max-hits", "0"]), ["floor"]).max_hits is None
+    assert map_cli.config_from_args(parser.parse_args(["sample", "--max-hits", "300"]), ["floor"]).max_hits == 300
 
 
 def test_query_bad_input_exits_2(tmp_path, capsys):
