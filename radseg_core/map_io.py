@@ -256,8 +256,8 @@ def load_map(
         rs, rv, rc = (z[m] for m in _RESIDUAL_MEMBERS)
         r = rs.shape[0] if rs.ndim == 1 else -1
         ok = (
-            rs.dtype == np.int64 and r >= 0 and rv.dtype == want_np and rv.shape == (r, dim)
-            and rc.dtype == want_np and rc.shape == (r, 3)
+            rs.dtype == np.int64 and r >= 0 and rv.dtype in (want_np, np.float32) and rv.shape == (r, dim)
+            and rc.dtype == rv.dtype and rc.shape == (r, 3)
             and (r == 0 or (rs.min() >= 0 and rs.max() < n and np.unique(rs).shape[0] == r))
             and np.isfinite(_as_float32(rv)).all() and np.isfinite(_as_float32(rc)).all()
         )

@@ -512,9 +512,15 @@ class VoxelMap:
 
     # ------------------------------------------------------------------ restore (used by map_io)
     def residuals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Working-set compensation: (slots (R',), value and colour residuals (R', D), (R', 3)), least
-        recently used first; stored scaled by 1024 in fp16, unscaled otherwise."""
-        return self._working.residuals()
+        """Working-set compensation: (slots (R',), value and colour residuals (R', D), (R', 3)) in float32,
+        least recently used first: ``exact fp32 mean - stored``, which fp32 holds exactly (saved with maps)."""
+        slots, mean, mean_col = self._working.means()
+        at = self._store.locate(slots)
+        out = []
+        for name, m in (("values", mean), ("colors", mean_col)):
+            r = m - self._store.gather(name, at).float()
+            out.append(torch.nan_to_num(r, nan=0.0))  # a row not yet filled: the stored mean is its mean
+        return slots, out[0], out[1]
 
     def _restore(
         self,
@@ -547,4 +553,13 @@ class VoxelMap:
         self.generation = next(_GENERATIONS)
         self.lineage = self.generation
         if residuals is not None:
-            self._working.restore(*residuals)
+            slots, res, res_col = residuals
+            slots = slots.to(dev).long()
+            # float32: exact residuals (maps since #17); storage dtype: fp16 residuals scaled by 1024 (before)
+            scale = 1024.0 if res.dtype == torch.float16 and self.dtype == torch.float16 else 1.0
+            at = store.locate(slots)
+            self._working.restore(
+                slots,
+                store.gather("values", at).float() + res.to(dev).float() / scale,
+                store.gather("colors", at).float() + res_col.to(dev).float() / scale,
+            )

@@ -1,10 +1,12 @@
-"""fp16 means without drift: rounding residuals kept for the voxels the camera is looking at.
+"""fp16 means without drift: the exact fp32 mean kept for the voxels the camera is looking at.
 
 Rounding a stored mean back to fp16 after every update loses any change smaller than half an fp16
 step: a static voxel drifts and a changed scene is never caught up. The *working set* keeps, for the
-voxels updated most recently, the rounding residual ``exact - stored`` in the storage dtype
-(compensated two-term storage); the update runs in fp32 on ``stored + residual``, so a voxel that keeps
-its row holds its fp32 running mean rounded once (<= 0.5 ulp). A voxel losing its row keeps its
+voxels updated most recently, their running mean in fp32; an update multiplies and adds on that row and
+writes it back, and the map stores it rounded once (<= 0.5 ulp). Keeping the fp32 mean rather than an
+fp16 residual ``exact - stored`` (the design before, same bound) makes an update one fp32 pass and one
+conversion instead of four mixed fp16/fp32 passes: fp16<->fp32 conversion dominates on CPUs (issue #17:
+1.40x the uncompensated cost with residual rows, docs/benchmarks.md). A voxel losing its row keeps its
 rounded mean (<= 0.5 ulp, shrinking as ``h_then / h_now`` with later hits).
 
 Size: from what frames touch, not from the map. The working set holds ``2 x`` the most voxels one
@@ -14,10 +16,11 @@ replacement never takes a row from a voxel of the current update, so with room f
 voxel in view keeps its row, at any map size. Beyond ``max_rows`` (a memory cap) the voxels of an update
 that find no free row round as before; they are counted (``uncompensated_last``,
 ``uncompensated_total``). The set only grows during a run (growing copies the set, never the map);
-``shrink`` trims it to the current target. Residuals are saved with the map.
+``shrink`` trims it to the current target. The map saves each row as its fp32 residual
+``mean - stored`` (exact in fp32), so a loaded map continues bit for bit.
 
-A row costs ``(dim + 3) x 2 + 16`` bytes (fp16): 1,558 B at 768-d, 106 MB for the 68k rows of a
-640x480 corridor view at 5 cm (docs/voxel_map.md).
+A row costs ``(dim + 3) x 4 + 16`` bytes: 3,100 B at 768-d, 74 MB for the 24k rows of a parked 640x480
+view to 5 m, 223 MB for the 72k rows of a walking corridor view to 8 m (docs/voxel_map.md).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ HEADROOM = 2  # rows per voxel of the largest recent update
 
 
 class WorkingSet:
-    """Residual rows ``res``/``res_col`` owned by map slots ``row_slot`` (-1 free), LRU by ``row_used``."""
+    """fp32 mean rows ``mean``/``mean_col`` owned by map slots ``row_slot`` (-1 free), LRU by ``row_used``;
+    a row given to a newcomer is NaN until its first update fills it from the stored mean."""
 
     def __init__(self, dim: int, dtype: torch.dtype, device: torch.device, max_rows: int, window: int = 64) -> None:
         if max_rows < 0:
@@ -40,9 +44,6 @@ class WorkingSet:
         self.dim, self.dtype, self.device = dim, dtype, device
         # fp32 storage needs no compensation: its running mean is already exact to ~1e-7.
         self.max_rows = 0 if dtype == torch.float32 else int(max_rows)
-        # Residuals are stored times this scale: an fp16 residual of a value below ~0.06 would otherwise be
-        # subnormal and lose its bits (|residual| <= 2^-11 |value|, so 2^10 cannot overflow fp16).
-        self.scale = 1024.0 if dtype == torch.float16 else 1.0
         self._recent: deque[int] = deque(maxlen=window)
         self.uncompensated_last = 0  # voxels of the last update that had no row (beyond max_rows)
         self.uncompensated_total = 0  # the same, summed over all updates
@@ -50,8 +51,8 @@ class WorkingSet:
 
     def clear(self) -> None:
         dev = self.device
-        self.res = torch.zeros(0, self.dim, dtype=self.dtype, device=dev)
-        self.res_col = torch.zeros(0, 3, dtype=self.dtype, device=dev)
+        self.mean = torch.zeros(0, self.dim, dtype=torch.float32, device=dev)
+        self.mean_col = torch.zeros(0, 3, dtype=torch.float32, device=dev)
         self.row_slot = torch.zeros(0, dtype=torch.int64, device=dev)
         self.row_used = torch.zeros(0, dtype=torch.int64, device=dev)
 
@@ -61,7 +62,7 @@ class WorkingSet:
         return self.row_slot.numel()
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.res, self.res_col, self.row_slot, self.row_used))
+        return sum(t.numel() * t.element_size() for t in (self.mean, self.mean_col, self.row_slot, self.row_used))
 
     def target_rows(self) -> int:
         """Rows wanted now: room for two of the largest recent updates, within [256, max_rows]."""
@@ -72,13 +73,13 @@ class WorkingSet:
         R = self.rows
         if rows > R:
             grow, dev = rows - R, self.device
-            self.res = torch.cat([self.res, torch.zeros(grow, self.dim, dtype=self.dtype, device=dev)])
-            self.res_col = torch.cat([self.res_col, torch.zeros(grow, 3, dtype=self.dtype, device=dev)])
+            self.mean = torch.cat([self.mean, torch.zeros(grow, self.dim, dtype=torch.float32, device=dev)])
+            self.mean_col = torch.cat([self.mean_col, torch.zeros(grow, 3, dtype=torch.float32, device=dev)])
             self.row_slot = torch.cat([self.row_slot, torch.full((grow,), -1, dtype=torch.int64, device=dev)])
             self.row_used = torch.cat([self.row_used, torch.full((grow,), -1, dtype=torch.int64, device=dev)])
         elif rows < R:  # keep the most recently used rows
             keep = torch.sort(torch.argsort(self.row_used, descending=True, stable=True)[:rows]).values
-            self.res, self.res_col = self.res[keep].clone(), self.res_col[keep].clone()
+            self.mean, self.mean_col = self.mean[keep].clone(), self.mean_col[keep].clone()
             self.row_slot, self.row_used = self.row_slot[keep].clone(), self.row_used[keep].clone()
 
     def shrink(self) -> None:
@@ -108,8 +109,8 @@ class WorkingSet:
             take = torch.nonzero(miss, as_tuple=True)[0][: avail.numel()]
             self.row_slot[avail] = slots[take]  # evicted owners keep their rounded mean (<= 0.5 ulp)
             self.row_used[avail] = clock
-            self.res[avail] = 0
-            self.res_col[avail] = 0
+            self.mean[avail] = float("nan")  # filled from the stored mean by the next update
+            self.mean_col[avail] = float("nan")
             rows[take] = avail
             taken = int(take.numel())
         self.uncompensated_last = n_miss - taken
@@ -132,25 +133,26 @@ class WorkingSet:
         self, stored: torch.Tensor, colors: bool, at: torch.Tensor, r: torch.Tensor, a: torch.Tensor,
         add: torch.Tensor,
     ) -> torch.Tensor:
-        """New stored means ``(stored + residual)·a + add`` in fp32, rounded to the storage dtype; the
-        residual rows ``r`` (of update positions ``at``) are rewritten with the new rounding residual."""
-        res = self.res_col if colors else self.res
+        """New means ``mean·a + add`` in fp32, rounded to the storage dtype, where ``mean`` is the fp32 row
+        ``r`` of update positions ``at`` (rows rewritten) and the ``stored`` mean elsewhere."""
+        rows = self.mean_col if colors else self.mean
+        if r.numel() == stored.shape[0]:  # the usual case: every voxel owns a row (``at`` is 0..n-1)
+            v = rows.index_select(0, r)
+            fresh = torch.nonzero(torch.isnan(v[:, 0]), as_tuple=True)[0]
+            if fresh.numel():
+                v[fresh] = stored[fresh].float()
+            v.mul_(a).add_(add)
+            rows.index_copy_(0, r, v)
+            return v.to(self.dtype)
         v = stored.float()
-        # Usually every voxel of the update owns a row (``at`` is then 0..n-1): work on whole tensors, no
-        # gathers of (n, D) fp32 copies. Same fp32 arithmetic either way (1/scale is a power of two).
-        whole = r.numel() == v.shape[0]
-        if whole:
-            v.add_(res.index_select(0, r), alpha=1.0 / self.scale)  # index_select: faster than res[r] on CPU
-        elif r.numel():
-            v.index_add_(0, at, res[r].float(), alpha=1.0 / self.scale)
+        if r.numel():
+            m = rows.index_select(0, r)
+            keep = ~torch.isnan(m[:, 0])
+            v.index_copy_(0, at[keep], m[keep])
         v.mul_(a).add_(add)
-        out = v.to(self.dtype)
-        if whole:
-            res[r] = v.sub_(out).mul_(self.scale).to(self.dtype)  # v is spent: the residual in place
-        elif r.numel():
-            exact = v.index_select(0, at)
-            res[r] = exact.sub_(out.index_select(0, at).float()).mul_(self.scale).to(self.dtype)
-        return out
+        if r.numel():
+            rows.index_copy_(0, r, v.index_select(0, at))
+        return v.to(self.dtype)
 
     # ------------------------------------------------------------------ map changes
     def remap(self, remove: torch.Tensor, new_index: torch.Tensor) -> None:
@@ -161,14 +163,13 @@ class WorkingSet:
         self.row_slot[live] = new_index[self.row_slot[live]]
         self.row_slot[gone], self.row_used[gone] = -1, -1
 
-    def residuals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(slots, value residuals, colour residuals) of the owned rows, least recently used first; stored
-        scaled by 1024 in fp16 (so small values keep their residual bits), unscaled otherwise."""
+    def means(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(slots, fp32 value and colour means) of the owned rows, least recently used first."""
         live = torch.nonzero(self.row_slot >= 0, as_tuple=True)[0]
         live = live[torch.argsort(self.row_used[live], stable=True)]
-        return self.row_slot[live], self.res[live], self.res_col[live]
+        return self.row_slot[live], self.mean[live], self.mean_col[live]
 
-    def restore(self, slots: torch.Tensor, res: torch.Tensor, res_col: torch.Tensor) -> None:
+    def restore(self, slots: torch.Tensor, mean: torch.Tensor, mean_col: torch.Tensor) -> None:
         """Take saved rows (least recently used first); the most recent ones are kept if they do not fit."""
         self.clear()
         if self.max_rows == 0:
@@ -176,7 +177,7 @@ class WorkingSet:
         keep = min(slots.numel(), self.max_rows)
         self._resize(max(self.target_rows(), keep))
         dev = self.device
-        slots, res, res_col = (t[t.shape[0] - keep :].to(dev) for t in (slots, res, res_col))
+        slots, mean, mean_col = (t[t.shape[0] - keep :].to(dev) for t in (slots, mean, mean_col))
         rows = torch.arange(keep, device=dev)
         self.row_slot[rows], self.row_used[rows] = slots.long(), 0
-        self.res[rows], self.res_col[rows] = res.to(self.dtype), res_col.to(self.dtype)
+        self.mean[rows], self.mean_col[rows] = mean.float(), mean_col.float()

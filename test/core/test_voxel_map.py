@@ -354,7 +354,7 @@ def test_nbytes_accounts_for_chunks_index_and_working_set(monkeypatch):
     n, st = len(vm), vm.memory_stats()
     row = 768 * 2 + 3 * 2 + 4 + 4 + 1  # values, colours, hits, last_seen, hit_frames: one slot in a chunk
     index = n * (8 + 4)  # sorted int64 keys + int32 slots (the only copy of the keys)
-    working_set = st["working_set_rows"] * ((768 + 3) * 2 + 8 + 8)
+    working_set = st["working_set_rows"] * ((768 + 3) * 4 + 8 + 8)  # fp32 mean rows, slot, clock
     assert vm.nbytes() == st["chunks"] * st["chunk_rows"] * row + index + working_set
     assert st["bytes_per_voxel"] == (st["chunks"] * st["chunk_rows"] * row + index) / n  # no working set
     assert st["working_set_bytes"] == working_set and st["working_set_mb"] == round(working_set / 2**20, 2)

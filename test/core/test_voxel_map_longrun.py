@@ -210,7 +210,7 @@ def test_every_voxel_in_a_large_view_stays_exact_over_thousands_of_frames():
     assert static <= 2e-3 and changed <= 2e-3, (static, changed)
     st = vm.memory_stats()
     assert st["working_set_rows"] >= 4096 and st["uncompensated_total"] == 0
-    assert st["working_set_bytes"] == st["working_set_rows"] * ((8 + 3) * 2 + 16)
+    assert st["working_set_bytes"] == st["working_set_rows"] * ((8 + 3) * 4 + 16)
 
 
 def test_voxels_beyond_the_working_set_cap_are_counted():
