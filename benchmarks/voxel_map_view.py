@@ -40,7 +40,9 @@ HERE = Path(__file__).resolve().parent
 
 def _import(tree: Path | None):
     root = (tree or HERE.parent).resolve()
-    sys.path[:0] = [str(root), str(HERE)]
+    # The tree's own benchmarks/voxel_map.py (same corridor): ours imports modules an older radseg_core lacks.
+    bench = root / "benchmarks" if (root / "benchmarks" / "voxel_map.py").exists() else HERE
+    sys.path[:0] = [str(root), str(bench)]
     import torch
 
     torch.set_num_threads(1)
@@ -144,7 +146,8 @@ def run(a) -> dict:
             ws_rows = st.get("working_set_rows", st.get("residual_rows"))
             r.update(
                 voxels=st["voxels"], working_set_rows=ws_rows,
-                working_set_mb=round(ws_rows * ((a.dim + 3) * 2 + 16) / 2**20, 2),
+                # the map's own figure; a tree before #17 has none (its rows: fp16 residuals)
+                working_set_mb=st.get("working_set_mb", round(ws_rows * ((a.dim + 3) * 2 + 16) / 2**20, 2)),
                 uncompensated_last=st.get("uncompensated_last"),
                 uncompensated_total=st.get("uncompensated_total"),
                 bytes_per_voxel=st["bytes_per_voxel"], bytes_allocated=st["bytes_allocated"],

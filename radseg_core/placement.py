@@ -17,7 +17,7 @@ Honest limits:
 * Any other rotation resamples: a rotated lattice does not coincide with the target's, so some target
   cells receive two source centres (they merge, counted in :attr:`Placement.merged`) and others none
   (holes). A fractional translation never merges but moves centres by up to half a voxel.
-* Colours are merged from the uint8 means (``VoxelMap.colors()``); fp16 drift-compensation residuals are
+* Colours are merged from the uint8 means (``VoxelMap.colors()``); fp32 drift-compensation rows are
   kept only for voxels that did not merge (a merged mean is recomputed in float64 and rounded once).
 """
 

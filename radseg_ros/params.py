@@ -84,10 +84,11 @@ SPECS: dict[str, Spec] = {
     "max_hits": Spec(float(DEFAULT_MAX_HITS), "cap on hit counts (points) so the map follows a replaced object: "
                      "1000 takes ~50 frames for half its voxels at 640x480 (0 = no cap: as many frames as the "
                      "old object was seen)", 0.0, 1e9, live=True),
-    "residual_rows": Spec(131072, "fp16 drift compensation cap: the working set holds 2 x the voxels of the "
-                          "largest of the last 64 updates (a 640x480 view at 5 cm: ~70k rows, ~110 MB at 768-d; "
-                          "rows of 2 x (feature dim + 3) + 16 bytes), at most this many; voxels of an update "
-                          "beyond it round as plain fp16 and are counted in diagnostics (0 = off)", 0, 10_000_000),
+    "residual_rows": Spec(131072, "fp16 drift compensation cap: the working set holds exact fp32 means for 2 x the "
+                          "voxels of the largest of the last 64 updates (a 640x480 view at 5 cm: 25k-70k rows, "
+                          "75-210 MB at 768-d; rows of 4 x (feature dim + 3) + 16 bytes), at most this many; "
+                          "voxels of an update beyond it round as plain fp16 and are counted in diagnostics "
+                          "(0 = off)", 0, 10_000_000),
     "free_space_decay": Spec(0.5, "free-space clearing: a frame whose pixel rays all pass through a voxel keeps "
                              "floor(n * (1 - this)) of the n frames that hit it (and as much of its hits); "
                              "voxels left with none are removed (0 = never clear)",

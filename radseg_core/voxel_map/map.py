@@ -457,7 +457,7 @@ class VoxelMap:
         a = (w_old.double() / h_new)[:, None].float()
         b = (w_new.double() / (counts.double() * h_new))[:, None].float()
         rows = self._working.rows_for(slots, self.frames_integrated)
-        at = torch.nonzero(rows >= 0, as_tuple=True)[0]  # update positions that own a residual row
+        at = torch.nonzero(rows >= 0, as_tuple=True)[0]  # update positions that own a working-set row
         r = rows[at]
         old = store.gather("values", at_slots)
         store.scatter("values", at_slots, self._working.update(old, False, at, r, a, sums.mul_(b)))

@@ -19,8 +19,8 @@ that find no free row round as before; they are counted (``uncompensated_last``,
 ``shrink`` trims it to the current target. The map saves each row as its fp32 residual
 ``mean - stored`` (exact in fp32), so a loaded map continues bit for bit.
 
-A row costs ``(dim + 3) x 4 + 16`` bytes: 3,100 B at 768-d, 74 MB for the 24k rows of a parked 640x480
-view to 5 m, 223 MB for the 72k rows of a walking corridor view to 8 m (docs/voxel_map.md).
+A row costs ``(dim + 3) x 4 + 16`` bytes: 3,100 B at 768-d, 73 MiB for the 24,576 rows of a parked
+640x480 view to 5 m, ~210 MiB for the ~70k rows of a walking corridor view to 8 m (docs/voxel_map.md).
 """
 
 from __future__ import annotations

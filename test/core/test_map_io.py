@@ -69,7 +69,7 @@ def test_round_trip_is_exact(tmp_path, dtype, mode):
     path = save_map(vm, tmp_path / "m.npz")
     loaded = load_map(path)
     assert_maps_equal(vm, loaded)
-    # The loaded map keeps integrating exactly like the original (fp16 residuals are saved too).
+    # The loaded map keeps integrating exactly like the original (working-set rows are saved too).
     p, v = torch.rand(200, 3), torch.rand(200, vm.dim)
     vm.integrate_points(p, v)
     loaded.integrate_points(p, v)
@@ -252,6 +252,28 @@ def test_version_1_file_with_float_hits_still_loads(tmp_path):
     np.savez(tmp_path / "v1frac.npz", **arrays)
     with pytest.raises(MapFileError, match="whole"):
         load_map(tmp_path / "v1frac.npz")
+
+
+def test_fp16_residuals_of_maps_saved_before_fp32_rows_still_load(tmp_path):
+    """Files written while the working set kept fp16 residuals ``(exact - stored) x 1024`` (first version
+    of #17) load: the rows become ``stored + residual / 1024``, within an fp16 rounding of the residual."""
+    vm = build_map()
+    path = save_map(vm, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    exact = {k: arrays[k].astype(np.float32) for k in ("residual_values", "residual_colors")}
+    assert np.abs(exact["residual_values"]).max() > 0  # the map has something to compensate
+    for k in exact:
+        arrays[k] = (exact[k] * np.float32(1024)).astype(np.float16)
+    np.savez(tmp_path / "old.npz", **arrays)
+    loaded = load_map(tmp_path / "old.npz")
+    slots, res, res_col = loaded.residuals()
+    assert torch.equal(slots, torch.from_numpy(arrays["residual_slots"]))
+    for got, want in ((res, exact["residual_values"]), (res_col, exact["residual_colors"])):
+        want = torch.from_numpy(want)
+        assert got.dtype == torch.float32
+        assert torch.allclose(got, want, rtol=2**-10, atol=2**-34)  # one fp16 rounding of residual x 1024
+    assert_maps_equal(vm, loaded)  # the stored means themselves are the file's
 
 
 def test_far_origin_round_trip(tmp_path):
