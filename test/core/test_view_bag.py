@@ -17,6 +17,7 @@ import threading
 import time
 
 import pytest
+from test_view_browser import default_sigint
 
 from radseg_core.datasets.sample import export_sample
 
@@ -45,6 +46,7 @@ def test_a_bag_is_viewable_and_queryable_while_it_maps(tmp_path):
            "-o", str(tmp_path / "out"), "--view", "--view-port", str(page), "--view-grpc-port", str(grpc),
            "--view-web-port", str(web)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=default_sigint,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()

@@ -185,6 +185,12 @@ def driver():
     d.quit()
 
 
+def default_sigint() -> None:
+    """Ctrl-C must reach radseg-map even when the tests run in the background, where the shell starts them
+    (and so their children) with SIGINT ignored and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_radseg_map(out: Path, ports: list[int]) -> tuple[subprocess.Popen, list[str]]:
     page, grpc, web = ports
     cmd = [sys.executable, "-m", "radseg_core.cli.map", "sample", "--model", "random-tiny",
@@ -192,7 +198,8 @@ def start_radseg_map(out: Path, ports: list[int]) -> tuple[subprocess.Popen, lis
            "--no-segmentation", "--no-progress", "-o", str(out), "--view", "--view-port", str(page),
            "--view-grpc-port", str(grpc), "--view-web-port", str(web)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                            preexec_fn=default_sigint)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
     return proc, lines
