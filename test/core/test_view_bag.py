@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
-from test_view_browser import default_sigint
+from view_cli import start_radseg_map, wait_line
 
 from radseg_core.datasets.sample import export_sample
 
@@ -40,21 +36,12 @@ def test_a_bag_is_viewable_and_queryable_while_it_maps(tmp_path):
     from radseg_core.view.rerun_server import free_ports
 
     bag = export_sample(tmp_path / "sample", n_frames=FRAMES, width=320)["bag"]
-    page, grpc, web = free_ports(3)
-    cmd = [sys.executable, "-m", "radseg_core.cli.map", str(bag), "--model", "random-tiny",
-           "--mode", "probabilities", "--classes", "chair,table", "--no-segmentation", "--no-progress",
-           "-o", str(tmp_path / "out"), "--view", "--view-port", str(page), "--view-grpc-port", str(grpc),
-           "--view-web-port", str(web)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            preexec_fn=default_sigint,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+    ports = free_ports(3)
+    page = ports[0]
+    proc, lines = start_radseg_map(str(bag), tmp_path / "out", ports, "--classes", "chair,table")
     try:
         end = time.monotonic() + 120
-        while not any("view at" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < end, "".join(lines)
-            time.sleep(0.05)
+        wait_line(proc, lines, "view at", timeout=120)
         status, html = get(page, "GET", "/")
         assert status == 200 and b'<iframe id="viewer"' in html
 

@@ -19,14 +19,12 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from view_cli import start_radseg_map, wait_line
 
 from radseg_core.view.rerun_server import free_ports
 
@@ -185,42 +183,12 @@ def driver():
     d.quit()
 
 
-def default_sigint() -> None:
-    """Ctrl-C must reach radseg-map even when the tests run in the background, where the shell starts them
-    (and so their children) with SIGINT ignored and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def start_radseg_map(out: Path, ports: list[int]) -> tuple[subprocess.Popen, list[str]]:
-    page, grpc, web = ports
-    cmd = [sys.executable, "-m", "radseg_core.cli.map", "sample", "--model", "random-tiny",
-           "--mode", "probabilities", "--classes", ",".join(CLASSES), "--max-frames", "3", "--resize", "240",
-           "--no-segmentation", "--no-progress", "-o", str(out), "--view", "--view-port", str(page),
-           "--view-grpc-port", str(grpc), "--view-web-port", str(web)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-                            preexec_fn=default_sigint)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    return proc, lines
-
-
-def wait_line(proc: subprocess.Popen, lines: list[str], pattern: str, timeout: float) -> re.Match:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for line in list(lines):
-            if m := re.search(pattern, line):
-                return m
-        assert proc.poll() is None, f"radseg-map exited {proc.returncode}:\n{''.join(lines)}"
-        time.sleep(0.2)
-    raise AssertionError(f"radseg-map never printed {pattern!r}:\n{''.join(lines)}")
-
-
 # ------------------------------------------------------------------ the test
 def test_map_drawn_query_answered_boxes_drawn_and_empty_viewer_not_drawn(driver, empty_page, tmp_path):
     hues = palette_hues(len(CLASSES))
     ports = free_ports(3)
-    proc, lines = start_radseg_map(tmp_path / "out", ports)  # maps while the empty page is checked
+    proc, lines = start_radseg_map("sample", tmp_path / "out", ports, "--classes", ",".join(CLASSES),
+                                   "--max-frames", "3", "--resize", "240")  # maps while the empty page is checked
     try:
         # 1. a viewer that gets no data: the detector must say "not drawn", with the viewer running
         driver.get(empty_page)
